@@ -1,0 +1,192 @@
+"""Start, inspect and stop the whole lab: the Redis server and the four services.
+
+``start_all()`` is idempotent: whatever already answers healthy on its port is reused, never duplicated,
+so a notebook can call it at the top of every lesson. Ports, URLs and the run directory come from
+``services.core.settings``; the same settings reach every child process through its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from services.core.settings import SERVICE_NAMES, Settings, get_settings
+
+from . import procs, redis_server
+from .errors import LabkitError, PortBusyError
+from .tables import html_table, text_table
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    url: str
+    status: str  # healthy | degraded | down | stopped
+    pid: int | None = None
+    version: str | None = None
+    instance: str | None = None
+
+    def row(self) -> dict:
+        return {"name": self.name, "url": self.url, "pid": self.pid or "-", "status": self.status,
+                "version": self.version or "-", "instance": self.instance or "-"}
+
+
+@dataclass
+class Lab:
+    """A handle on the running lab; in a notebook it renders as the status table."""
+
+    settings: Settings
+    redis: redis_server.RedisServer | None
+    services: list[ServiceStatus] = field(default_factory=list)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.settings.url_of("gateway")
+
+    @property
+    def client(self) -> httpx.Client:
+        """An HTTP client pointed at the gateway: ``lab.client.get("/api/policies/POL-000001")``."""
+        if not hasattr(self, "_client"):
+            self._client = httpx.Client(base_url=self.gateway_url, timeout=10)
+        return self._client
+
+    def redis_client(self, **kwargs):
+        if self.redis is None:
+            raise LabkitError("Redis is not running: call labkit.start_all() first")
+        return self.redis.client(**kwargs)
+
+    @property
+    def healthy(self) -> bool:
+        return self.redis is not None and all(s.status in ("healthy", "degraded") for s in self.services)
+
+    def redis_row(self) -> dict:
+        if self.redis is None:
+            return {"name": "redis", "url": "-", "pid": "-", "status": "stopped", "version": "-", "instance": "-"}
+        try:
+            info = self.redis.info()
+            version, status = f"{info['name']} {info['version']}", "healthy"
+        except Exception:  # noqa: BLE001 - shown as "down" in the table, not raised
+            version, status = "-", "down"
+        return {"name": "redis", "url": self.redis.url, "pid": self.redis.pid or "-", "status": status,
+                "version": version, "instance": self.redis.source}
+
+    def rows(self) -> list[dict]:
+        return [self.redis_row()] + [s.row() for s in self.services]
+
+    def __repr__(self) -> str:
+        return text_table(self.rows())
+
+    def _repr_html_(self) -> str:
+        return html_table(self.rows(), caption="redis-insurance-lab")
+
+    def stop(self) -> None:
+        stop_all(self.settings)
+
+
+def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """The environment every child gets: ours, plus every setting spelled out, plus REDIS_URL."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if name != "redis_url" and value is not None:
+            env[f"LAB_{name.upper()}"] = str(value)
+    env["REDIS_URL"] = redis_url
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _service_status(settings: Settings, name: str, records: dict[str, procs.ProcRecord]) -> ServiceStatus:
+    url = settings.url_of(name)
+    health = procs.get_health(url)
+    record = records.get(name)
+    if health and health.get("service") == name:
+        return ServiceStatus(name, url, "healthy" if health["status"] == "ok" else "degraded",
+                             health.get("pid"), health.get("version"), health.get("instance"))
+    if record and procs.is_alive(record.pid):
+        return ServiceStatus(name, url, "down", record.pid)
+    return ServiceStatus(name, url, "stopped")
+
+
+def _in_kernel() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def start_all(settings: Settings | None = None, *, detached: bool | None = None, timeout: float = 30.0) -> Lab:
+    """Bring Redis and every service up (reusing what already runs) and return the Lab handle.
+
+    ``detached`` (default: False in Python, True from the CLI) decides whether the processes outlive
+    this one. From a notebook they must not: they die with the kernel.
+    """
+    settings = settings or get_settings()
+    detached = bool(detached)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    server = redis_server.ensure(settings, detached)
+    env = settings_env(settings, server.url)
+    records = procs.read_pidfiles(settings.run_dir)
+
+    started: dict[str, tuple] = {}
+    for name in SERVICE_NAMES:
+        url, port = settings.url_of(name), settings.port_of(name)
+        health = procs.get_health(url)
+        if health and health.get("service") == name:
+            continue  # already up: reuse it
+        if procs.port_in_use(settings.host, port):
+            raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
+        argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
+        log_path = settings.run_dir / "logs" / f"{name}.log"
+        proc = procs.spawn(name, argv, env, log_path, detached)
+        procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path),
+                                                               time.time(), argv))
+        started[name] = (proc, url, log_path)
+
+    for name, (proc, url, log_path) in started.items():
+        procs.wait_healthy(name, url, proc, log_path, timeout=timeout)
+    return status(settings, server)
+
+
+def status(settings: Settings | None = None, server: redis_server.RedisServer | None = None) -> Lab:
+    settings = settings or get_settings()
+    server = server or redis_server.current(settings)
+    records = procs.read_pidfiles(settings.run_dir)
+    return Lab(settings, server, [_service_status(settings, name, records) for name in SERVICE_NAMES])
+
+
+def stop_all(settings: Settings | None = None) -> list[str]:
+    """Stop every process labkit started (services, extra instances, workers, then Redis). Returns names."""
+    settings = settings or get_settings()
+    stopped = []
+    for name, record in procs.read_pidfiles(settings.run_dir).items():
+        if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, "services."):
+            procs.stop_pid(record.pid)
+            stopped.append(name)
+        procs.remove_pidfile(settings.run_dir, name)
+    if redis_server.stop(settings):
+        stopped.append("redis")
+    return stopped
+
+
+def restart(name: str, settings: Settings | None = None) -> Lab:
+    settings = settings or get_settings()
+    if name not in SERVICE_NAMES:
+        raise LabkitError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
+    record = procs.read_pidfiles(settings.run_dir).get(name)
+    if record and procs.is_alive(record.pid):
+        procs.stop_pid(record.pid)
+    procs.remove_pidfile(settings.run_dir, name)
+    deadline = time.monotonic() + 5
+    while procs.port_in_use(settings.host, settings.port_of(name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return start_all(settings, detached=not _in_kernel())
+
+
+def logs(name: str, lines: int = 50, settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    path: Path = settings.run_dir / "logs" / f"{name}.log"
+    if not path.exists():
+        known = sorted(p.stem for p in (settings.run_dir / "logs").glob("*.log"))
+        raise LabkitError(f"no log for {name!r} in {path.parent}; known: {', '.join(known) or 'none yet'}")
+    return procs.tail(path, lines)

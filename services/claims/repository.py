@@ -1,0 +1,76 @@
+"""The claims service's system of record (SQLite)."""
+
+from __future__ import annotations
+
+from services.core.db import Database
+from services.core.ids import id_number, make_id
+from services.core.models import utc_now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    num          INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy_id    TEXT NOT NULL,
+    customer_id  TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    description  TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    note         TEXT,
+    submitted_at TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS claims_policy ON claims (policy_id);
+CREATE INDEX IF NOT EXISTS claims_customer ON claims (customer_id);
+CREATE INDEX IF NOT EXISTS claims_status ON claims (status);
+"""
+
+COLUMNS = "num, policy_id, customer_id, amount_cents, description, status, note, submitted_at, updated_at"
+
+
+def _to_claim(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    row = dict(row)
+    return {"id": make_id("claim", row.pop("num")), **row}
+
+
+async def get_claim(db: Database, claim_id: str) -> dict | None:
+    return _to_claim(await db.fetch_one(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (id_number(claim_id),)))
+
+
+async def list_claims(db: Database, limit: int, offset: int, **filters) -> tuple[list[dict], int]:
+    filters = {k: v for k, v in filters.items() if v is not None}
+    where = ("WHERE " + " AND ".join(f"{k} = ?" for k in filters)) if filters else ""
+    params = tuple(filters.values())
+    total = await db.scalar(f"SELECT COUNT(*) FROM claims {where}", params)
+    rows = await db.fetch_all(f"SELECT {COLUMNS} FROM claims {where} ORDER BY num LIMIT ? OFFSET ?",
+                              (*params, limit, offset))
+    return [_to_claim(r) for r in rows], total
+
+
+def create_claim(db: Database, policy_id: str, customer_id: str, amount_cents: int, description: str) -> dict:
+    now = utc_now()
+    with db.transaction() as tx:
+        num = tx.execute(
+            "INSERT INTO claims (policy_id, customer_id, amount_cents, description, status, submitted_at, "
+            "updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?)",
+            (policy_id, customer_id, amount_cents, description, now, now),
+        ).lastrowid
+        row = tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (num,)).fetchone()
+    return _to_claim(dict(row))
+
+
+def change_status(db: Database, claim_id: str, expected: str, new_status: str, note: str | None) -> dict | None:
+    """Move a claim from ``expected`` to ``new_status``; None if it was no longer in ``expected``.
+
+    The ``WHERE status = ?`` makes the transition a compare-and-set: two adjusters racing to approve and
+    reject the same claim cannot both win.
+    """
+    with db.transaction() as tx:
+        changed = tx.execute(
+            "UPDATE claims SET status = ?, note = COALESCE(?, note), updated_at = ? WHERE num = ? AND status = ?",
+            (new_status, note, utc_now(), id_number(claim_id), expected),
+        ).rowcount
+        if not changed:
+            return None
+        row = tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (id_number(claim_id),)).fetchone()
+    return _to_claim(dict(row))

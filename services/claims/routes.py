@@ -1,0 +1,70 @@
+"""Claim routes: submit, read, list (by policy, customer, status) and move through the lifecycle."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.core.errors import LabError, not_found
+from services.core.ids import ID_PATTERN, ClaimId
+from services.core.knobs import apply_fault_knobs
+from services.core.models import CLAIM_TRANSITIONS, Claim, ClaimIn, ClaimStatus, ClaimStatusChange, Page
+from services.core.paging import PageDep
+from services.core.peers import fetch_peer_entity
+
+from . import repository as repo
+
+router = APIRouter(prefix="/claims", tags=["claims"], dependencies=[Depends(apply_fault_knobs)])
+
+
+@router.post("", status_code=201, response_model=Claim)
+async def submit_claim(data: ClaimIn, request: Request):
+    policy = await fetch_peer_entity(request, "policy", f"/policies/{data.policy_id}")
+    if policy is None:
+        raise LabError(422, "unknown_reference", f"policy {data.policy_id} does not exist", "policy_id")
+    if policy["status"] != "active":
+        raise LabError(422, "policy_not_active", f"policy {data.policy_id} is {policy['status']}", "policy_id")
+    if data.amount_cents > policy["coverage_cents"]:
+        raise LabError(422, "over_coverage",
+                       f"amount_cents exceeds the policy's coverage of {policy['coverage_cents']}", "amount_cents")
+    return repo.create_claim(request.app.state.db, data.policy_id, policy["customer_id"], data.amount_cents,
+                             data.description)
+
+
+@router.get("", response_model=Page)
+async def list_claims(
+    request: Request, page: PageDep,
+    policy_id: Annotated[str | None, Query(pattern=ID_PATTERN["policy"])] = None,
+    customer_id: Annotated[str | None, Query(pattern=ID_PATTERN["customer"])] = None,
+    status: Annotated[ClaimStatus | None, Query()] = None,
+):
+    items, total = await repo.list_claims(request.app.state.db, page.limit, page.offset,
+                                          policy_id=policy_id, customer_id=customer_id, status=status)
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/{claim_id}", response_model=Claim)
+async def get_claim(claim_id: ClaimId, request: Request):
+    claim = await repo.get_claim(request.app.state.db, claim_id)
+    if claim is None:
+        raise not_found("claim", claim_id)
+    return claim
+
+
+@router.post("/{claim_id}/status", response_model=Claim)
+async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request):
+    db = request.app.state.db
+    claim = await repo.get_claim(db, claim_id)
+    if claim is None:
+        raise not_found("claim", claim_id)
+    allowed = CLAIM_TRANSITIONS[claim["status"]]
+    if change.status not in allowed:
+        raise LabError(409, "invalid_transition",
+                       f"a {claim['status']} claim can move to {', '.join(allowed) or 'nothing'}, "
+                       f"not {change.status}", "status")
+    updated = repo.change_status(db, claim_id, claim["status"], change.status, change.note)
+    if updated is None:
+        raise LabError(409, "concurrent_change", f"claim {claim_id} changed while this request ran; retry",
+                       "status")
+    return updated

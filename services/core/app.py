@@ -1,0 +1,103 @@
+"""The app factory every service is built by, and the lifespan that owns its connections.
+
+A service is a name, its routers, and (for domain services) the SQLite schema of its system of record.
+The lifespan opens exactly one Redis pool, one SQLite connection and one HTTP client per process and
+closes them on shutdown; nothing else is global. Everything lives on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+
+from . import redis_client
+from .db import Database
+from .errors import install_error_handlers
+from .health import health_router
+from .knobs import Knobs, knobs_router
+from .middleware import BodyLimit, RequestContext
+from .settings import Settings, get_settings
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    routers: list[APIRouter]
+    schema: str | None = None  # SQLite DDL of the system of record; None for the gateway
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+    description: str = ""
+    middleware: list[tuple[type, dict]] = field(default_factory=list)  # innermost first
+
+
+def new_instance_id(service: str, port: int) -> str:
+    return f"{service}-{port}-{secrets.token_hex(2)}"
+
+
+def configure_logging() -> None:
+    level = os.environ.get("LAB_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+
+
+def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int | None = None,
+               instance_id: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    port = port or settings.port_of(spec.name)
+    instance_id = instance_id or new_instance_id(spec.name, port)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL is not set: start the services with `labkit start-all`, "
+                               "which starts Redis and passes its URL on")
+        app.state.redis = redis_client.connect(settings.redis_url, settings.redis_timeout_s,
+                                               client_name=instance_id)
+        app.state.http = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        app.state.db = (Database(settings.database_path(spec.name), spec.schema, settings.sor_latency_ms)
+                        if spec.schema else None)
+        for hook in spec.on_startup:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(spec.on_shutdown):
+                await hook(app)
+            await app.state.http.aclose()
+            await app.state.redis.aclose()
+            if app.state.db:
+                app.state.db.close()
+
+    app = FastAPI(title=f"{spec.name} service", version=settings.version, description=spec.description,
+                  lifespan=lifespan)
+    app.state.service = spec.name
+    app.state.settings = settings
+    app.state.instance_id = instance_id
+    app.state.port = port
+    app.state.started_at = time.time()
+    app.state.knobs = Knobs(sor_latency_ms=settings.sor_latency_ms)
+
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(knobs_router)
+    for router in spec.routers:
+        app.include_router(router)
+    for middleware, options in spec.middleware:
+        app.add_middleware(middleware, **options)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, service=spec.name)
+    return app
+
+
+def state(request: Request):
+    """Shortcut for routes: ``state(request).redis``, ``state(request).db`` ..."""
+    return request.app.state

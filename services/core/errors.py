@@ -1,0 +1,69 @@
+"""One error format for every service: ``{"error": {"code", "message", "field"}}``.
+
+A client (or a learner reading a response in a notebook) always gets JSON that names the problem and,
+for bad input, the field. Never a stack trace, never an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("lab.errors")
+
+
+class LabError(Exception):
+    """An error a route raises on purpose; the handler below turns it into the JSON format."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
+
+
+def not_found(kind: str, entity_id: str) -> LabError:
+    return LabError(404, "not_found", f"{kind} {entity_id} does not exist")
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra) -> dict:
+    body = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return {"error": body}
+
+
+def _field_of(location: tuple) -> str:
+    """``("body", "premium_cents")`` -> ``premium_cents``; ``("query", "limit")`` -> ``limit``."""
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(location[-1] if location else "body")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LabError)
+    async def _lab_error(_: Request, exc: LabError):
+        return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+        details = [{"field": _field_of(tuple(e.get("loc", ()))), "problem": e.get("msg", "")} for e in errors]
+        return JSONResponse(
+            error_body("invalid_input", first.get("msg", "invalid request"), _field_of(tuple(first.get("loc", ()))),
+                       details=details[:20]),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "the service failed; see its log"), status_code=500)

@@ -1,0 +1,46 @@
+"""The one Redis connection pool each process opens (in its app lifespan) and closes.
+
+Why these options:
+* ``decode_responses=True``: the lab stores JSON text; str in, str out.
+* socket timeouts: a request must never hang on a Redis that went away; it fails fast and the service
+  falls back to its system of record.
+* ``retry`` with exponential backoff and ``health_check_interval``: after Redis restarts, the pool
+  reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def connect(url: str, timeout_s: float = 1.0, client_name: str | None = None, **extra) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=10,
+        client_name=client_name,
+        max_connections=64,
+        **extra,
+    )
+
+
+async def ping_latency_ms(client: aioredis.Redis) -> float | None:
+    """Round-trip time of one PING in ms, or None when Redis does not answer."""
+    started = time.perf_counter()
+    try:
+        await client.ping()
+    except REDIS_DOWN:
+        return None
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,52 @@
+"""Customer routes: CRUD plus a filtered, paginated list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from services.core.errors import not_found
+from services.core.ids import CustomerId
+from services.core.knobs import apply_fault_knobs
+from services.core.models import Customer, CustomerIn, CustomerPatch, Page, RiskTier
+from services.core.paging import PageDep
+
+from . import repository as repo
+
+router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Depends(apply_fault_knobs)])
+
+
+@router.post("", status_code=201, response_model=Customer)
+async def create_customer(data: CustomerIn, request: Request):
+    return repo.create_customer(request.app.state.db, data)
+
+
+@router.get("", response_model=Page)
+async def list_customers(request: Request, page: PageDep,
+                         risk_tier: Annotated[RiskTier | None, Query()] = None):
+    items, total = await repo.list_customers(request.app.state.db, page.limit, page.offset, risk_tier)
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/{customer_id}", response_model=Customer)
+async def get_customer(customer_id: CustomerId, request: Request):
+    customer = await repo.get_customer(request.app.state.db, customer_id)
+    if customer is None:
+        raise not_found("customer", customer_id)
+    return customer
+
+
+@router.patch("/{customer_id}", response_model=Customer)
+async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request):
+    customer = repo.update_customer(request.app.state.db, customer_id, change)
+    if customer is None:
+        raise not_found("customer", customer_id)
+    return customer
+
+
+@router.delete("/{customer_id}", status_code=204)
+async def delete_customer(customer_id: CustomerId, request: Request):
+    if not repo.delete_customer(request.app.state.db, customer_id):
+        raise not_found("customer", customer_id)
+    return Response(status_code=204)

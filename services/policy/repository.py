@@ -1,0 +1,78 @@
+"""The policy service's system of record (SQLite)."""
+
+from __future__ import annotations
+
+from services.core.db import Database
+from services.core.ids import id_number, make_id
+from services.core.models import PolicyIn, PolicyPatch, utc_now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS policies (
+    num            INTEGER PRIMARY KEY AUTOINCREMENT,
+    customer_id    TEXT NOT NULL,
+    product        TEXT NOT NULL,
+    premium_cents  INTEGER NOT NULL,
+    coverage_cents INTEGER NOT NULL,
+    start_date     TEXT NOT NULL,
+    end_date       TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS policies_customer ON policies (customer_id);
+CREATE INDEX IF NOT EXISTS policies_status ON policies (status);
+"""
+
+COLUMNS = ("num, customer_id, product, premium_cents, coverage_cents, start_date, end_date, status, "
+           "created_at, updated_at")
+
+
+def _to_policy(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    row = dict(row)
+    return {"id": make_id("policy", row.pop("num")), **row}
+
+
+async def get_policy(db: Database, policy_id: str) -> dict | None:
+    return _to_policy(await db.fetch_one(f"SELECT {COLUMNS} FROM policies WHERE num = ?",
+                                         (id_number(policy_id),)))
+
+
+async def list_policies(db: Database, limit: int, offset: int, **filters) -> tuple[list[dict], int]:
+    filters = {k: v for k, v in filters.items() if v is not None}
+    where = ("WHERE " + " AND ".join(f"{k} = ?" for k in filters)) if filters else ""
+    params = tuple(filters.values())
+    total = await db.scalar(f"SELECT COUNT(*) FROM policies {where}", params)
+    rows = await db.fetch_all(f"SELECT {COLUMNS} FROM policies {where} ORDER BY num LIMIT ? OFFSET ?",
+                              (*params, limit, offset))
+    return [_to_policy(r) for r in rows], total
+
+
+def create_policy(db: Database, data: PolicyIn) -> dict:
+    now = utc_now()
+    with db.transaction() as tx:
+        num = tx.execute(
+            "INSERT INTO policies (customer_id, product, premium_cents, coverage_cents, start_date, end_date, "
+            "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+            (data.customer_id, data.product, data.premium_cents, data.coverage_cents,
+             data.start_date.isoformat(), data.end_date.isoformat(), now, now),
+        ).lastrowid
+        row = tx.execute(f"SELECT {COLUMNS} FROM policies WHERE num = ?", (num,)).fetchone()
+    return _to_policy(dict(row))
+
+
+def update_policy(db: Database, policy_id: str, change: PolicyPatch | dict) -> dict | None:
+    fields = change if isinstance(change, dict) else change.model_dump(exclude_none=True, mode="json")
+    with db.transaction() as tx:
+        if fields:
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            tx.execute(f"UPDATE policies SET {assignments}, updated_at = ? WHERE num = ?",
+                       (*fields.values(), utc_now(), id_number(policy_id)))
+        row = tx.execute(f"SELECT {COLUMNS} FROM policies WHERE num = ?", (id_number(policy_id),)).fetchone()
+    return _to_policy(dict(row)) if row else None
+
+
+def delete_policy(db: Database, policy_id: str) -> bool:
+    with db.transaction() as tx:
+        return tx.execute("DELETE FROM policies WHERE num = ?", (id_number(policy_id),)).rowcount > 0
