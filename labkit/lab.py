@@ -124,18 +124,22 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
     settings = settings or get_settings()
     detached = bool(detached)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    server = redis_server.ensure(settings, detached)
-    env = settings_env(settings, server.url)
-    records = procs.read_pidfiles(settings.run_dir)
-
-    started: dict[str, tuple] = {}
+    # Check every port before starting anything, so a busy port never leaves half a lab running.
+    to_start = []
     for name in SERVICE_NAMES:
-        url, port = settings.url_of(name), settings.port_of(name)
-        health = procs.get_health(url)
+        health = procs.get_health(settings.url_of(name))
         if health and health.get("service") == name:
             continue  # already up: reuse it
+        port = settings.port_of(name)
         if procs.port_in_use(settings.host, port):
             raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
+        to_start.append(name)
+
+    server = redis_server.ensure(settings, detached)
+    env = settings_env(settings, server.url)
+    started: dict[str, tuple] = {}
+    for name in to_start:
+        url, port = settings.url_of(name), settings.port_of(name)
         argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
         log_path = settings.run_dir / "logs" / f"{name}.log"
         proc = procs.spawn(name, argv, env, log_path, detached)

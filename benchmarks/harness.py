@@ -1,0 +1,110 @@
+"""What every benchmark shares: a closed-loop HTTP load generator and a side-by-side table.
+
+The generator uses aiohttp (much cheaper per request than httpx) so that on a 2-core machine it is not
+the thing being measured. Every comparison runs its contenders in alternating rounds in one run, so
+noise from the shared machine falls on all of them alike. Numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+import labkit
+from labkit.tables import text_table
+
+
+@dataclass
+class Run:
+    label: str
+    concurrency: int
+    latencies_ms: list[float]
+    seconds: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        data = sorted(self.latencies_ms)
+        return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
+
+    def row(self) -> dict:
+        return {"path": self.label, "c": self.concurrency, "requests": len(self.latencies_ms),
+                "errors": self.errors, "p50_ms": f"{self.pct(0.50):.3f}", "p99_ms": f"{self.pct(0.99):.3f}",
+                "req_s": f"{self.rps:,.0f}"}
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float, label: str = "") -> Run:
+    """``concurrency`` workers, each sending its next GET as soon as the previous answer arrives."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def worker(deadline: float):
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        ok = response.status < 500
+                except aiohttp.ClientError:
+                    ok = False
+                if ok:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    errors += 1
+
+        # warm up the connections, then measure
+        warm = time.perf_counter() + 0.3
+        await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
+        latencies.clear()
+        errors = 0
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Run(label or url, concurrency, latencies, elapsed, errors)
+
+
+def alternate(contenders: dict[str, str], concurrency: int, seconds: float, rounds: int = 3) -> dict[str, Run]:
+    """Run each URL for ``seconds / rounds`` at a time, alternating, and merge the rounds per URL."""
+    merged: dict[str, Run] = {}
+    for _ in range(rounds):
+        for label, url in contenders.items():
+            run = asyncio.run(closed_loop(url, concurrency, seconds / rounds, label))
+            if label in merged:
+                m = merged[label]
+                m.latencies_ms += run.latencies_ms
+                m.seconds += run.seconds
+                m.errors += run.errors
+            else:
+                merged[label] = run
+    return merged
+
+
+def print_table(title: str, runs: list[Run]) -> None:
+    print(f"\n{title}")
+    print(text_table([r.row() for r in runs]))
+
+
+@contextlib.contextmanager
+def running_lab():
+    """The lab that is up (reused), or one started for the benchmark and stopped after it."""
+    already = labkit.status().healthy
+    lab = labkit.start_all()
+    try:
+        yield lab
+    finally:
+        if not already:
+            lab.stop()
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")

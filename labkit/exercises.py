@@ -1,0 +1,77 @@
+"""Exercises are generated from solutions, never edited by hand.
+
+In a solution notebook, code between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` is the answer. The
+exercise keeps everything else and puts a TODO stub in its place (which raises NotImplementedError, so
+every graded check fails until the learner writes the code). Markdown cells tagged ``solution-only`` are
+left out. ``labkit exercises check`` (and a test) fails when exercises/ no longer matches solutions/.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import nbformat
+
+from services.core.settings import PROJECT_ROOT
+
+SOLUTIONS = PROJECT_ROOT / "solutions"
+EXERCISES = PROJECT_ROOT / "exercises"
+_BLOCK = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION[^\n]*\n.*?^[ \t]*# END SOLUTION[^\n]*(\n|$)",
+                    re.MULTILINE | re.DOTALL)
+
+
+def _stub(match: re.Match) -> str:
+    indent = match.group("indent")
+    return (f"{indent}# TODO: write your code here (see the instructions above)\n"
+            f"{indent}raise NotImplementedError(\"exercise not solved yet\")\n")
+
+
+def strip_solution(source: str) -> str:
+    return _BLOCK.sub(_stub, source)
+
+
+def exercise_from_solution(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    exercise = copy.deepcopy(solution)
+    cells = []
+    for cell in exercise.cells:
+        if "solution-only" in cell.get("metadata", {}).get("tags", []):
+            continue
+        if cell.cell_type == "code":
+            cell.source = strip_solution(cell.source)
+            cell.outputs, cell.execution_count = [], None
+        elif cell.cell_type == "markdown":
+            cell.source = cell.source.replace(" (solution)", "")
+        cells.append(cell)
+    exercise.cells = cells
+    return exercise
+
+
+def _render(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def _pairs():
+    for solution_path in sorted(SOLUTIONS.glob("*.ipynb")):
+        yield solution_path, EXERCISES / solution_path.name
+
+
+def build_all() -> list[Path]:
+    EXERCISES.mkdir(exist_ok=True)
+    written = []
+    for solution_path, exercise_path in _pairs():
+        exercise = exercise_from_solution(nbformat.read(solution_path, as_version=4))
+        exercise_path.write_text(_render(exercise))
+        written.append(exercise_path)
+    return written
+
+
+def drift() -> list[Path]:
+    """Exercise notebooks that are missing or differ from what their solution generates."""
+    stale = []
+    for solution_path, exercise_path in _pairs():
+        expected = _render(exercise_from_solution(nbformat.read(solution_path, as_version=4)))
+        if not exercise_path.exists() or exercise_path.read_text() != expected:
+            stale.append(exercise_path)
+    return stale

@@ -1,0 +1,81 @@
+"""The gateway routes with path and query intact, reports each service's health, and names a dead one."""
+
+import os
+import sys
+
+import httpx
+import pytest
+
+from labkit import procs
+from services.core.settings import SERVICE_NAMES
+
+
+def test_gateway_passes_path_query_status_and_body_untouched(api, direct, new_policy):
+    policy = new_policy()
+    via_gateway = api.get("/api/policies", params={"customer_id": policy["customer_id"], "limit": 5})
+    straight = direct["policy"].get("/policies", params={"customer_id": policy["customer_id"], "limit": 5})
+    assert via_gateway.status_code == straight.status_code == 200
+    assert via_gateway.json() == straight.json()
+    missing = api.get("/api/policies/POL-999999")
+    assert missing.status_code == 404 and missing.json() == direct["policy"].get("/policies/POL-999999").json()
+
+
+def test_unknown_resource_is_a_json_404_naming_the_choices(api):
+    response = api.get("/api/payments/1")
+    assert response.status_code == 404 and "/api/policies" in response.json()["error"]["message"]
+
+
+def test_request_id_is_propagated_end_to_end_and_logged(api, settings):
+    response = api.get("/api/customers", params={"limit": 1}, headers={"X-Request-ID": "trace-me-42"})
+    assert response.headers.get_list("x-request-id") == ["trace-me-42"]
+    logs = settings.run_dir / "logs"
+    for service in ("gateway", "customer"):
+        assert "rid=trace-me-42" in (logs / f"{service}.log").read_text(), f"{service} did not log the id"
+
+
+def test_a_request_without_an_id_gets_one(api):
+    assert len(api.get("/api/customers", params={"limit": 1}).headers["x-request-id"]) >= 16
+
+
+def test_gateway_marks_who_served_the_request(api):
+    assert api.get("/api/claims", params={"limit": 1}).headers["x-served-by"].startswith("claims")
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_every_service_reports_health_with_redis_latency(direct, name):
+    health = direct[name].get("/health").json()
+    assert health["status"] == "ok" and health["service"] == name
+    assert health["redis"]["ok"] and health["redis"]["latency_ms"] >= 0
+    assert health["uptime_s"] >= 0 and health["version"] and health["instance"].startswith(name)
+
+
+def test_gateway_health_aggregates_every_service(api):
+    health = api.get("/health").json()
+    assert set(health["services"]) == {"customer", "policy", "claims"}
+    assert all(s["status"] == "ok" for s in health["services"].values())
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_openapi_docs_are_served(direct, name):
+    assert direct[name].get("/docs").status_code == 200
+    assert direct[name].get("/openapi.json").json()["info"]["title"] == f"{name} service"
+
+
+def test_a_down_service_gives_502_naming_it(settings, lab, tmp_path):
+    """A second gateway whose policy port has nothing behind it: the error must name the policy service."""
+    port, dead = procs.free_port(), procs.free_port()
+    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_PORT=str(port), LAB_POLICY_PORT=str(dead),
+               LAB_RUN_DIR=str(tmp_path))
+    argv = [sys.executable, "-m", "services.run", "gateway", "--port", str(port)]
+    proc = procs.spawn("gateway", argv, env, tmp_path / "gw.log", detached=False)
+    try:
+        procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, tmp_path / "gw.log")
+        response = httpx.get(f"http://127.0.0.1:{port}/api/policies/POL-000001", timeout=5)
+        assert response.status_code == 502
+        assert response.json()["error"]["service"] == "policy"
+        assert "policy" in response.json()["error"]["message"]
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+        assert health["status"] == "degraded" and health["services"]["policy"]["status"] == "down"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
