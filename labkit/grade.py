@@ -20,7 +20,8 @@ import nbformat
 from .tables import text_table
 
 CHECK_MARK = re.compile(r"^#\s*GRADED CHECK:\s*(?P<name>.+)$", re.MULTILINE)
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Terminal colours in tracebacks; in junit XML the escape character itself is written as "#x1B".
+ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")
 
 
 @dataclass
@@ -38,14 +39,18 @@ def graded_cells(notebook: nbformat.NotebookNode) -> dict[int, str]:
 
 
 def _short_error(text: str) -> str:
-    """The exception line(s) of an nbval failure, without colours and tracebacks."""
-    text = ANSI.sub("", text or "")
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if re.match(r"^\w*(Error|Exception|Failed)\b", line) or line.startswith(("CheckFailed", "AssertionError")):
-            tail = [line] + [l for l in lines[i + 1:i + 5] if l.startswith("  ")]
-            return "\n".join(tail)
-    return lines[-1] if lines else ""
+    """The last exception line of an nbval failure (and its indented detail), without colours."""
+    lines = ANSI.sub("", text or "").splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"^\w*(Error|Exception|Failed)\s*:", line)]
+    if not starts:
+        return lines[-1] if lines else ""
+    first = starts[-1]
+    detail = []
+    for line in lines[first + 1:first + 6]:
+        if not line.startswith("  "):
+            break
+        detail.append(line)
+    return "\n".join([lines[first]] + detail)
 
 
 def grade(notebook_path: str | Path, timeout_s: int = 300) -> list[CellResult]:
@@ -76,10 +81,15 @@ def grade(notebook_path: str | Path, timeout_s: int = 300) -> list[CellResult]:
     return results
 
 
+def _one_line(message: str, width: int = 150) -> str:
+    text = " ".join(message.replace("CheckFailed:", "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def report(results: list[CellResult]) -> str:
     graded = [r for r in results if r.graded]
     rows = [{"check": r.name, "result": "PASS" if r.passed else "FAIL",
-             "why": "" if r.passed else r.message.replace("\n", " ")[:160]} for r in graded]
+             "why": "" if r.passed else _one_line(r.message)} for r in graded]
     broken = [r for r in results if not r.graded and not r.passed]
     out = text_table(rows) if rows else "(this notebook has no graded checks)"
     out += f"\n\n{sum(r.passed for r in graded)} of {len(graded)} graded checks passed"

@@ -57,3 +57,18 @@ def stats(service: str, instance_id: str) -> str:
 def warmup(name: str) -> str:
     """Keys the warm-up exercise writes: ``lab:warmup:<name>``."""
     return f"{PREFIX}:warmup:{name}"
+
+
+def user_sessions(user_id: str) -> str:
+    """The ids of one user's live sessions (a set), for "list my sessions" and "log out everywhere"."""
+    return f"{PREFIX}:user-sessions:{user_id}"
+
+
+def login_attempts(scope: str, who: str) -> str:
+    """Failed-login counter per account (``scope="account"``) or per client address (``"client"``)."""
+    return f"{PREFIX}:login-attempts:{scope}:{who}"
+
+
+def exercise(lesson: str, name: str) -> str:
+    """Keys an exercise notebook writes, kept apart from the services' keys: ``lab:exercise:04:<name>``."""
+    return f"{PREFIX}:exercise:{lesson}:{name}"

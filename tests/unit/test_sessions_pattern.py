@@ -1,0 +1,109 @@
+"""Sessions, passwords and the login guard against the real server."""
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from services.core import keys
+from services.patterns import login_guard, sessions
+from services.patterns.passwords import hash_password, verify_password
+
+USER = {"user_id": "u-test-1", "username": "test.user", "roles": ("customer",), "customer_id": "CUS-000001"}
+
+
+def run(redis_url, body):
+    async def main():
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            return await body(client)
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+def test_password_hash_is_salted_and_verifies():
+    first, second = hash_password("correct horse"), hash_password("correct horse")
+    assert first != second and first.startswith("scrypt$")
+    assert verify_password("correct horse", first) and not verify_password("wrong", first)
+    assert not verify_password("correct horse", "garbage")
+
+
+def test_session_id_is_256_bits_and_hash_has_the_fields(redis_url):
+    async def body(r):
+        s = await sessions.create_session(r, USER, idle_s=30, absolute_s=3600, now=1000.0)
+        stored = await r.hgetall(keys.session(s.id))
+        ttl = await r.pttl(keys.session(s.id))
+        await sessions.destroy_session(r, s.id, USER["user_id"])
+        return s, stored, ttl
+    s, stored, ttl = run(redis_url, body)
+    assert len(s.id) >= 43  # 32 bytes urlsafe-base64
+    assert stored["user_id"] == "u-test-1" and stored["roles"] == "customer"
+    assert float(stored["expires_at"]) == 4600.0
+    assert 0 < ttl <= 30_000
+
+
+def test_touch_slides_the_idle_ttl_but_never_past_the_absolute_cap(redis_url):
+    async def body(r):
+        s = await sessions.create_session(r, USER, idle_s=30, absolute_s=100)
+        await r.pexpire(keys.session(s.id), 5_000)  # pretend it has been idle a while
+        touched = await sessions.touch_session(r, s.id, idle_s=30)
+        slid = await r.pttl(keys.session(s.id))
+        capped = await sessions.touch_session(r, s.id, idle_s=30, now=s.created_at + 90)  # 10 s left
+        capped_ttl = await r.pttl(keys.session(s.id))
+        expired = await sessions.touch_session(r, s.id, idle_s=30, now=s.created_at + 101)
+        return touched, slid, capped, capped_ttl, expired, await r.exists(keys.session(s.id))
+    touched, slid, capped, capped_ttl, expired, exists = run(redis_url, body)
+    assert touched is not None and 25_000 < slid <= 30_000
+    assert capped is not None and capped_ttl <= 10_000
+    assert expired is None and exists == 0
+
+
+def test_touch_does_not_resurrect_a_destroyed_session(redis_url):
+    async def body(r):
+        s = await sessions.create_session(r, USER, idle_s=30, absolute_s=100)
+        await sessions.destroy_session(r, s.id, USER["user_id"])
+        return await sessions.touch_session(r, s.id, idle_s=30), await r.exists(keys.session(s.id))
+    assert run(redis_url, body) == (None, 0)
+
+
+def test_rotation_kills_the_old_id(redis_url):
+    async def body(r):
+        old = await sessions.create_session(r, USER, idle_s=30, absolute_s=100)
+        new = await sessions.rotate_session(r, old, idle_s=30, absolute_s=100, roles=("customer", "agent"))
+        return old, new, await sessions.touch_session(r, old.id, 30), await sessions.touch_session(r, new.id, 30)
+    old, new, old_after, new_after = run(redis_url, body)
+    assert new.id != old.id and old_after is None
+    assert new_after.roles == ("customer", "agent")
+
+
+def test_list_and_log_out_everywhere(redis_url):
+    user = USER | {"user_id": "u-test-everywhere"}
+
+    async def body(r):
+        made = [await sessions.create_session(r, user, 30, 100) for _ in range(3)]
+        listed = await sessions.list_sessions(r, user["user_id"])
+        ended = await sessions.destroy_all_sessions(r, user["user_id"])
+        left = [await sessions.touch_session(r, s.id, 30) for s in made]
+        return made, listed, ended, left
+    made, listed, ended, left = run(redis_url, body)
+    assert {s.id for s in listed} == {s.id for s in made}
+    assert ended == 3 and left == [None, None, None]
+
+
+@pytest.mark.parametrize("scope", ["account", "client"])
+def test_login_guard_locks_after_the_limit_and_says_how_long(redis_url, scope):
+    name, client = f"victim-{scope}", f"10.0.0.{1 if scope == 'account' else 2}"
+
+    async def body(r):
+        await r.delete(keys.login_attempts("account", name), keys.login_attempts("client", client))
+        limits = {"max_account": 3, "max_client": 5} if scope == "account" else {"max_account": 99, "max_client": 3}
+        before = await login_guard.check_lockout(r, name, client, **limits)
+        for _ in range(3):
+            await login_guard.record_failure(r, name, client, window_s=60)
+        after = await login_guard.check_lockout(r, name, client, **limits)
+        await r.delete(keys.login_attempts("account", name), keys.login_attempts("client", client))
+        return before, after
+    before, after = run(redis_url, body)
+    assert not before.locked
+    assert after.locked and after.scope == scope and 0 < after.retry_after_s <= 60
