@@ -36,6 +36,9 @@ def pytest_sessionstart(session):
 
     _started["lab"] = labkit.start_all(detached=False)
     _started["run_dir"] = run_dir
+    from labkit.seed import seed
+
+    seed()  # the deterministic sample data: CUS-000001 is alice's record, CUS-000002 bob's
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -20,8 +20,8 @@ def main(argv=None) -> dict:
 
     with running_lab() as lab:
         seed()
-        contenders = {"direct": f"{lab.settings.url_of('policy')}/policies/POL-000001",
-                      "gateway": f"{lab.gateway_url}/api/policies/POL-000001"}
+        contenders = {"direct": (f"{lab.settings.url_of('policy')}/policies/POL-000001", lab.service_headers),
+                      "gateway": (f"{lab.gateway_url}/api/policies/POL-000001", lab.gateway_headers)}
         c1 = alternate(contenders, 1, args.seconds)
         c16 = alternate(contenders, 16, args.seconds)
 

@@ -41,12 +41,13 @@ class Run:
                 "req_s": f"{self.rps:,.0f}"}
 
 
-async def closed_loop(url: str, concurrency: int, seconds: float, label: str = "") -> Run:
+async def closed_loop(url: str, concurrency: int, seconds: float, label: str = "",
+                      headers: dict | None = None) -> Run:
     """``concurrency`` workers, each sending its next GET as soon as the previous answer arrives."""
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         async def worker(deadline: float):
             nonlocal errors
             while time.perf_counter() < deadline:
@@ -73,12 +74,17 @@ async def closed_loop(url: str, concurrency: int, seconds: float, label: str = "
     return Run(label or url, concurrency, latencies, elapsed, errors)
 
 
-def alternate(contenders: dict[str, str], concurrency: int, seconds: float, rounds: int = 3) -> dict[str, Run]:
-    """Run each URL for ``seconds / rounds`` at a time, alternating, and merge the rounds per URL."""
+def alternate(contenders: dict[str, tuple], concurrency: int, seconds: float, rounds: int = 3) -> dict[str, Run]:
+    """Run each contender for ``seconds / rounds`` at a time, alternating, and merge the rounds per label.
+
+    A contender is ``(url, headers_factory)``; the factory (or None) is called before every round, because
+    a signed identity header is only valid for about a minute.
+    """
     merged: dict[str, Run] = {}
     for _ in range(rounds):
-        for label, url in contenders.items():
-            run = asyncio.run(closed_loop(url, concurrency, seconds / rounds, label))
+        for label, (url, headers_factory) in contenders.items():
+            headers = headers_factory() if headers_factory else None
+            run = asyncio.run(closed_loop(url, concurrency, seconds / rounds, label, headers))
             if label in merged:
                 m = merged[label]
                 m.latencies_ms += run.latencies_ms

@@ -17,7 +17,7 @@ import httpx
 
 from services.core.settings import SERVICE_NAMES, Settings, get_settings
 
-from . import procs, redis_server
+from . import auth, procs, redis_server
 from .errors import LabkitError, PortBusyError
 from .tables import html_table, text_table
 
@@ -50,10 +50,21 @@ class Lab:
 
     @property
     def client(self) -> httpx.Client:
-        """An HTTP client pointed at the gateway: ``lab.client.get("/api/policies/POL-000001")``."""
+        """An HTTP client on the gateway, as the lab's system user: ``lab.client.get("/api/policies/POL-000001")``."""
         if not hasattr(self, "_client"):
-            self._client = httpx.Client(base_url=self.gateway_url, timeout=10)
+            self._client = auth.gateway_client(self.settings)
         return self._client
+
+    def gateway_headers(self) -> dict[str, str]:
+        return auth.gateway_headers(self.settings)
+
+    def service_headers(self) -> dict[str, str]:
+        """A signed identity for calls straight to a service; valid for about a minute."""
+        return auth.service_headers(self.settings)
+
+    def service_client(self, service: str) -> httpx.Client:
+        """An HTTP client straight to one service (each request signed as the lab's system user)."""
+        return auth.service_client(self.settings, service)
 
     def redis_client(self, **kwargs):
         if self.redis is None:
@@ -124,6 +135,7 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
     settings = settings or get_settings()
     detached = bool(detached)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.shared_secret()  # made once, before any service reads it
     # Check every port before starting anything, so a busy port never leaves half a lab running.
     to_start = []
     for name in SERVICE_NAMES:

@@ -14,6 +14,8 @@ import httpx
 
 from services.core.settings import Settings, get_settings
 
+from .auth import ServiceAuth
+
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Margaret", "Ken", "Radia",
          "Tim", "Katherine", "Dennis", "Hedy", "Linus", "Sophie", "Niklaus", "Annie", "Guido"]
 LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "McCarthy", "Hamilton",
@@ -63,7 +65,7 @@ def _post(client: httpx.Client, url: str, body: dict) -> dict:
 def load(settings: Settings, data: dict) -> dict:
     """Post the sample data in order, so ids are deterministic: CUS-000001 is always the first customer."""
     customer, policy, claims = (settings.url_of(s) for s in ("customer", "policy", "claims"))
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, auth=ServiceAuth(settings)) as client:
         first = client.get(f"{customer}/customers/CUS-000001")
         if first.status_code == 200 and first.json()["email"] == data["customers"][0]["email"]:
             return {"skipped": True, "reason": "the sample data is already loaded"}

@@ -12,6 +12,7 @@ import httpx
 from services.core.settings import ROUTES, SERVICE_NAMES, Settings, get_settings
 
 from . import redis_server
+from .auth import gateway_client
 
 
 @dataclass
@@ -94,7 +95,7 @@ def verify(settings: Settings | None = None) -> list[Check]:
     settings = settings or get_settings()
     checks = [check_redis(settings)]
     checks += [check_service(settings, name) for name in SERVICE_NAMES]
-    with httpx.Client(base_url=settings.url_of("gateway"), timeout=5) as client:
+    with gateway_client(settings, timeout=5) as client:
         checks += [check_route(client, resource) for resource in ROUTES]
         checks.append(check_workflow(client))
     return checks

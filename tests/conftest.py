@@ -7,7 +7,8 @@ import pytest
 import redis
 
 import labkit
-from services.core.settings import get_settings
+from labkit.auth import gateway_client, service_client
+from services.core.settings import SERVICE_NAMES, get_settings
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +35,22 @@ def r(redis_url):
 
 @pytest.fixture(scope="session")
 def api(settings):
-    """An HTTP client on the gateway."""
+    """An HTTP client on the gateway, as the lab's system user (Bearer API key)."""
+    with gateway_client(settings) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(settings):
+    """An HTTP client on the gateway with no credentials (fresh each test: its cookie jar starts empty)."""
     with httpx.Client(base_url=settings.url_of("gateway"), timeout=10) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def direct(settings):
-    """HTTP clients straight to each service, by name."""
-    clients = {name: httpx.Client(base_url=settings.url_of(name), timeout=10)
-               for name in ("customer", "policy", "claims", "gateway")}
+    """HTTP clients straight to each service, by name, each request signed as the lab's system user."""
+    clients = {name: service_client(settings, name) for name in SERVICE_NAMES}
     yield clients
     for client in clients.values():
         client.close()

@@ -8,14 +8,16 @@ import httpx
 import pandas as pd
 
 
-def time_requests(urls: dict[str, str], n: int = 200, warmup: int = 20) -> pd.DataFrame:
+def time_requests(urls: dict[str, str], n: int = 200, warmup: int = 20,
+                  headers: dict[str, dict] | None = None) -> pd.DataFrame:
     """GET every URL ``n`` times, interleaved, on one kept-alive connection per URL.
 
     Interleaving (a, b, a, b, ...) means a burst of noise on a shared machine hits both paths alike, which
     is what makes a side-by-side comparison fair.
     """
     rows = []
-    clients = {label: httpx.Client(timeout=10) for label in urls}
+    headers = headers or {}
+    clients = {label: httpx.Client(timeout=10, headers=headers.get(label)) for label in urls}
     try:
         for i in range(-warmup, n):
             for label, url in urls.items():

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from services.core.access import Caller
 from services.core.errors import LabError, not_found
 from services.core.ids import ID_PATTERN, ClaimId
 from services.core.knobs import apply_fault_knobs
@@ -19,9 +20,10 @@ router = APIRouter(prefix="/claims", tags=["claims"], dependencies=[Depends(appl
 
 
 @router.post("", status_code=201, response_model=Claim)
-async def submit_claim(data: ClaimIn, request: Request):
+async def submit_claim(data: ClaimIn, request: Request, who: Caller):
+    who.require("customer", "agent")
     policy = await fetch_peer_entity(request, "policy", f"/policies/{data.policy_id}")
-    if policy is None:
+    if policy is None or not who.owns(policy["customer_id"]):  # someone else's policy looks like none at all
         raise LabError(422, "unknown_reference", f"policy {data.policy_id} does not exist", "policy_id")
     if policy["status"] != "active":
         raise LabError(422, "policy_not_active", f"policy {data.policy_id} is {policy['status']}", "policy_id")
@@ -34,26 +36,30 @@ async def submit_claim(data: ClaimIn, request: Request):
 
 @router.get("", response_model=Page)
 async def list_claims(
-    request: Request, page: PageDep,
+    request: Request, page: PageDep, who: Caller,
     policy_id: Annotated[str | None, Query(pattern=ID_PATTERN["policy"])] = None,
     customer_id: Annotated[str | None, Query(pattern=ID_PATTERN["customer"])] = None,
     status: Annotated[ClaimStatus | None, Query()] = None,
 ):
+    if not who.is_staff:  # a customer lists only their own claims
+        customer_id = who.customer_id
     items, total = await repo.list_claims(request.app.state.db, page.limit, page.offset,
                                           policy_id=policy_id, customer_id=customer_id, status=status)
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.get("/{claim_id}", response_model=Claim)
-async def get_claim(claim_id: ClaimId, request: Request):
+async def get_claim(claim_id: ClaimId, request: Request, who: Caller):
     claim = await repo.get_claim(request.app.state.db, claim_id)
     if claim is None:
         raise not_found("claim", claim_id)
+    who.ensure_sees(claim["customer_id"], "claim", claim_id)
     return claim
 
 
 @router.post("/{claim_id}/status", response_model=Claim)
-async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request):
+async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request, who: Caller):
+    who.require("adjuster")
     db = request.app.state.db
     claim = await repo.get_claim(db, claim_id)
     if claim is None:

@@ -19,9 +19,11 @@ log = logging.getLogger("lab.errors")
 class LabError(Exception):
     """An error a route raises on purpose; the handler below turns it into the JSON format."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra):
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
+        self.headers = headers
 
 
 def not_found(kind: str, entity_id: str) -> LabError:
@@ -45,7 +47,8 @@ def _field_of(location: tuple) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LabError)
     async def _lab_error(_: Request, exc: LabError):
-        return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

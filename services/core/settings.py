@@ -7,6 +7,10 @@ notebooks and the tests all agree on where things are without a second source of
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import secrets
 from functools import cached_property
 from pathlib import Path
 
@@ -53,6 +57,15 @@ class Settings(BaseSettings):
     # Biggest request body a service accepts.
     max_body_bytes: int = 64 * 1024
 
+    # Sessions and logins (lesson 04).
+    session_idle_s: float = 900  # sliding: a session unused this long expires
+    session_absolute_s: float = 8 * 3600  # however active, a session ends after this long
+    login_max_failures_account: int = 5
+    login_max_failures_client: int = 20
+    login_window_s: int = 900
+    # HMAC key the lab's processes share to sign identities; empty = kept in <run_dir>/internal-secret.
+    internal_secret: str = ""
+
     version: str = "0.1.0"
 
     def port_of(self, service: str) -> int:
@@ -67,6 +80,26 @@ class Settings(BaseSettings):
 
     def database_path(self, service: str) -> Path:
         return self.data_dir / f"{service}.sqlite3"
+
+    def shared_secret(self) -> str:
+        """The identity-signing key: from the environment, or the run directory's (made once, mode 0600)."""
+        if self.internal_secret:
+            return self.internal_secret
+        path = self.run_dir / "internal-secret"
+        if not path.exists():  # labkit makes it before it starts any service; this is the fallback
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32))
+        return path.read_text().strip()
+
+    def api_key(self) -> str:
+        """The key labkit, tests and curl use at the gateway to act as the lab's system user."""
+        return hmac.new(self.shared_secret().encode(), b"lab-api-key", hashlib.sha256).hexdigest()[:40]
 
 
 def get_settings() -> Settings:

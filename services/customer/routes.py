@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from services.core.access import Caller
 from services.core.errors import not_found
 from services.core.ids import CustomerId
 from services.core.knobs import apply_fault_knobs
@@ -18,19 +19,22 @@ router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Depend
 
 
 @router.post("", status_code=201, response_model=Customer)
-async def create_customer(data: CustomerIn, request: Request):
+async def create_customer(data: CustomerIn, request: Request, who: Caller):
+    who.require("agent")
     return repo.create_customer(request.app.state.db, data)
 
 
 @router.get("", response_model=Page)
-async def list_customers(request: Request, page: PageDep,
+async def list_customers(request: Request, page: PageDep, who: Caller,
                          risk_tier: Annotated[RiskTier | None, Query()] = None):
+    who.require("agent", "adjuster")
     items, total = await repo.list_customers(request.app.state.db, page.limit, page.offset, risk_tier)
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.get("/{customer_id}", response_model=Customer)
-async def get_customer(customer_id: CustomerId, request: Request):
+async def get_customer(customer_id: CustomerId, request: Request, who: Caller):
+    who.ensure_sees(customer_id, "customer", customer_id)
     customer = await repo.get_customer(request.app.state.db, customer_id)
     if customer is None:
         raise not_found("customer", customer_id)
@@ -38,7 +42,8 @@ async def get_customer(customer_id: CustomerId, request: Request):
 
 
 @router.patch("/{customer_id}", response_model=Customer)
-async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request):
+async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request, who: Caller):
+    who.require("agent")
     customer = repo.update_customer(request.app.state.db, customer_id, change)
     if customer is None:
         raise not_found("customer", customer_id)
@@ -46,7 +51,8 @@ async def update_customer(customer_id: CustomerId, change: CustomerPatch, reques
 
 
 @router.delete("/{customer_id}", status_code=204)
-async def delete_customer(customer_id: CustomerId, request: Request):
+async def delete_customer(customer_id: CustomerId, request: Request, who: Caller):
+    who.require("agent")
     if not repo.delete_customer(request.app.state.db, customer_id):
         raise not_found("customer", customer_id)
     return Response(status_code=204)

@@ -17,15 +17,25 @@ import logging
 
 import aiohttp
 
+from services.auth.edge import identity_for, signed_header
 from services.core.settings import ROUTES
+from services.patterns.identity import HEADER as IDENTITY_HEADER
 
 log = logging.getLogger("lab.gateway")
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110, 7.6.1).
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-              b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+              b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length",
+              b"authorization", b"cookie", b"x-lab-identity"}  # credentials stop at the gateway
 # Headers the gateway's own server writes on the way out; the upstream's copies would be duplicates.
 SET_BY_GATEWAY = HOP_BY_HOP | {b"date", b"server"}
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def split_api_path(path: str) -> tuple[str | None, str]:
@@ -62,9 +72,14 @@ class ProxyMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/") or scope["path"].startswith("/api/auth/"):
             return await self.app(scope, receive, send)
         state = scope["app"].state
+        identity = await identity_for(state, _header(scope, b"cookie"), _header(scope, b"authorization"))
+        if identity is None:
+            return await send_json(send, 401, gateway_error(
+                "unauthenticated", "log in first: POST /api/auth/login (or send the lab's API key as a Bearer token)",
+                None))
         service, upstream_path = split_api_path(scope["path"])
         if service is None:
             return await send_json(send, 404, gateway_error(
@@ -79,6 +94,7 @@ class ProxyMiddleware:
             url += "?" + scope["query_string"].decode("latin-1")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k not in HOP_BY_HOP}
         headers["x-request-id"] = scope["state"]["request_id"]
+        headers[IDENTITY_HEADER] = signed_header(state, identity)  # replaces anything the client sent
         client = scope.get("client")
         if client:
             headers["x-forwarded-for"] = client[0]

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from labkit import procs
+from labkit.auth import gateway_headers
 from services.core.settings import SERVICE_NAMES
 
 
@@ -65,12 +66,13 @@ def test_a_down_service_gives_502_naming_it(settings, lab, tmp_path):
     """A second gateway whose policy port has nothing behind it: the error must name the policy service."""
     port, dead = procs.free_port(), procs.free_port()
     env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_PORT=str(port), LAB_POLICY_PORT=str(dead),
-               LAB_RUN_DIR=str(tmp_path))
+               LAB_RUN_DIR=str(tmp_path), LAB_INTERNAL_SECRET=settings.shared_secret())
     argv = [sys.executable, "-m", "services.run", "gateway", "--port", str(port)]
     proc = procs.spawn("gateway", argv, env, tmp_path / "gw.log", detached=False)
     try:
         procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, tmp_path / "gw.log")
-        response = httpx.get(f"http://127.0.0.1:{port}/api/policies/POL-000001", timeout=5)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/policies/POL-000001", timeout=5,
+                             headers=gateway_headers(settings))
         assert response.status_code == 502
         assert response.json()["error"]["service"] == "policy"
         assert "policy" in response.json()["error"]["message"]

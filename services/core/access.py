@@ -1,0 +1,68 @@
+"""Who is asking, and may they? The services' half of access control.
+
+Every domain route depends on ``Caller``: the identity the gateway (or a peer service, or labkit) signed
+into ``X-Lab-Identity``. No valid signature -> 401, whatever else the request says. The rules:
+
+* **customers** see only their own customer record, policies and claims, and may submit claims on their
+  own policies. Someone else's id answers **404**, exactly like an id that does not exist, so a customer
+  cannot even learn which ids exist (no IDOR, no existence leak);
+* **agents** create and change customers and policies; **adjusters** move claims through review;
+  both read everything;
+* **system** (labkit, the services themselves) may do everything;
+* a role that may not do something gets **403**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.patterns.identity import HEADER, sign_identity, verify_identity
+
+from .errors import LabError
+
+STAFF = ("agent", "adjuster", "system")
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    roles: tuple[str, ...]
+    customer_id: str | None = None
+
+    def has(self, *roles: str) -> bool:
+        return any(role in self.roles for role in roles)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.has(*STAFF)
+
+    def require(self, *roles: str) -> None:
+        if not self.has(*roles, "system"):
+            raise LabError(403, "forbidden", f"this needs the role {' or '.join(roles)}; you have "
+                           f"{', '.join(self.roles) or 'none'}")
+
+    def owns(self, customer_id: str | None) -> bool:
+        return self.is_staff or (customer_id is not None and customer_id == self.customer_id)
+
+    def ensure_sees(self, customer_id: str | None, kind: str, entity_id: str) -> None:
+        """Staff see everything; a customer sees their own — anything else looks like it does not exist."""
+        if not self.owns(customer_id):
+            raise LabError(404, "not_found", f"{kind} {entity_id} does not exist")
+
+
+def caller(request: Request) -> Principal:
+    identity = verify_identity(request.headers.get(HEADER), request.app.state.settings.shared_secret())
+    if identity is None:
+        raise LabError(401, "unauthenticated", "log in first (POST /api/auth/login) or send a valid identity")
+    return Principal(identity["sub"], tuple(identity.get("roles", ())), identity.get("customer_id"))
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def system_identity_header(secret: str, name: str) -> dict[str, str]:
+    """The header a lab process (a peer service, labkit) sends to act as the system user."""
+    return {HEADER: sign_identity({"sub": name, "roles": ["system"]}, secret)}
