@@ -41,3 +41,34 @@ def percentile_table(df: pd.DataFrame, by: str = "path", value: str = "latency_m
     q.columns = ["p50_ms", "p90_ms", "p99_ms"]
     q["requests"] = df.groupby(by, sort=False)[value].count()
     return q.round(3)
+
+
+def session_ttl_timeline(df: pd.DataFrame, idle_s: float, absolute_s: float):
+    """TTL of each session over time, with the idle timeout and the absolute cap marked."""
+    fig, ax = plt.subplots()
+    for label, group in df.groupby("session", sort=False):
+        ax.plot(group["t_s"], group["ttl_s"], label=label, linewidth=2)
+    ax.axhline(idle_s, linestyle=":", color="grey", label=f"idle timeout ({idle_s:g} s)")
+    ax.axvline(absolute_s, linestyle="--", color="red", label=f"absolute cap ({absolute_s:g} s after login)")
+    ax.set_xlabel("seconds since login")
+    ax.set_ylabel("TTL of the session key in Redis (s)")
+    ax.set_title("Sliding idle timeout vs absolute cap, measured in Redis")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def login_attempts(df: pd.DataFrame):
+    """One bar per login attempt, coloured by what the gateway answered."""
+    colours = {200: "tab:green", 401: "tab:orange", 429: "tab:red"}
+    fig, ax = plt.subplots()
+    ax.bar(df["attempt"], df["latency_ms"], color=[colours.get(s, "grey") for s in df["status"]])
+    for status, colour in colours.items():
+        ax.bar([], [], color=colour, label={200: "200 logged in", 401: "401 wrong password",
+                                            429: "429 locked out (password not even checked)"}[status])
+    ax.set_xlabel("attempt")
+    ax.set_ylabel("response time (ms)")
+    ax.set_title("Brute force against one account")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -140,20 +140,26 @@ def looks_like_ours(pid: int, marker: str) -> bool:
         return False
 
 
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until ``pid`` is gone or a zombie (dead, merely not yet reaped by a parent that isn't us)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            return True
+        time.sleep(0.05)
+    return not is_alive(pid)
+
+
 def stop_pid(pid: int, timeout: float = 5.0) -> None:
     """SIGTERM (graceful: deregister, close pools), then SIGKILL if it does not go in time."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        if _wait_gone(pid, timeout):
+            break
     try:
-        proc = psutil.Process(pid)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-    except psutil.NoSuchProcess:
-        return
-    finally:
-        try:
-            os.waitpid(pid, os.WNOHANG)  # reap it if it was our child
-        except ChildProcessError:
-            pass
+        os.waitpid(pid, os.WNOHANG)  # reap it if it was our child
+    except ChildProcessError:
+        pass
