@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from . import redis_client
 from .db import Database
-from .errors import install_error_handlers
+from .errors import ERROR_RESPONSES, install_error_handlers
 from .health import health_router
 from .knobs import Knobs, knobs_router
 from .middleware import BodyLimit, RequestContext
@@ -88,9 +88,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
 
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(knobs_router)
+    app.include_router(knobs_router, responses=ERROR_RESPONSES)
     for router in spec.routers:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     for middleware, options in spec.middleware:
         app.add_middleware(middleware, **options)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("lab.errors")
@@ -24,6 +25,25 @@ class LabError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
         self.headers = headers
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The JSON every error answer has (declared in OpenAPI so clients and fuzzers know it)."""
+
+    error: ErrorDetail
+
+
+#: The error answers any /api route may give, declared once for the OpenAPI schema.
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in {
+    400: "malformed request (the body could not be read as JSON)", 401: "no valid identity", 403: "role not allowed", 404: "no such entity (or not yours)",
+    409: "conflicts with the entity's current state", 413: "body too large", 422: "invalid input",
+    429: "too many requests", 503: "a service it depends on is unavailable"}.items()}
 
 
 def not_found(kind: str, entity_id: str) -> LabError:
@@ -63,7 +83,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed",
+                413: "body_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

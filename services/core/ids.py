@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import Path
 
 ID_PREFIX = {"customer": "CUS", "policy": "POL", "claim": "CLM"}
-ID_PATTERN = {kind: rf"^{prefix}-\d{{6,}}$" for kind, prefix in ID_PREFIX.items()}
+# Six to twelve digits: enough for a trillion rows, and never a number SQLite cannot hold.
+ID_PATTERN = {kind: rf"^{prefix}-\d{{6,12}}$" for kind, prefix in ID_PREFIX.items()}
 
 
 def make_id(kind: str, number: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
 from .ids import ID_PATTERN
 
@@ -46,11 +46,12 @@ class CustomerIn(Strict):
     date_of_birth: date = Field(examples=["1985-12-10"])
     risk_tier: RiskTier = "medium"
 
-    @model_validator(mode="after")
-    def _plausible_birth_date(self):
-        if not date(1900, 1, 1) <= self.date_of_birth <= date.today():
+    @field_validator("date_of_birth")
+    @classmethod
+    def _plausible_birth_date(cls, value: date) -> date:
+        if not date(1900, 1, 1) <= value <= date.today():
             raise ValueError("date_of_birth must be between 1900-01-01 and today")
-        return self
+        return value
 
 
 class CustomerPatch(Strict):
@@ -79,11 +80,13 @@ class PolicyIn(Strict):
     start_date: date
     end_date: date
 
-    @model_validator(mode="after")
-    def _end_after_start(self):
-        if self.end_date <= self.start_date:
+    @field_validator("end_date")
+    @classmethod
+    def _end_after_start(cls, value: date, info: ValidationInfo) -> date:
+        start = info.data.get("start_date")
+        if start is not None and value <= start:
             raise ValueError("end_date must be after start_date")
-        return self
+        return value
 
 
 class PolicyPatch(Strict):

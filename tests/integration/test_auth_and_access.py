@@ -165,3 +165,14 @@ def test_a_session_works_through_another_gateway_instance(login, settings, lab, 
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_session_survives_restarting_the_gateway_and_every_service(login, settings):
+    import labkit
+
+    alice = login("alice")
+    for name in ("gateway", "customer", "policy", "claims"):
+        labkit.restart(name, settings)
+    me = alice.get("/api/auth/me")
+    assert me.status_code == 200 and me.json()["user"]["username"] == "alice"
+    assert alice.get("/api/customers/CUS-000001").status_code == 200

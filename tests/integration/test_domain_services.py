@@ -138,3 +138,19 @@ def test_oversized_body_is_refused_with_413(api, settings):
 def test_page_bounds_are_enforced(api, params):
     response = api.get("/api/claims", params=params)
     assert response.status_code == 422 and response.json()["error"]["field"] in params
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "A", "email": "a@example.com", "date_of_birth": "0062-07-23"}, "date_of_birth"),
+    ({"name": "A", "email": "a@example.com", "date_of_birth": "2999-01-01"}, "date_of_birth"),
+])
+def test_implausible_birth_dates_name_the_field(api, body, field):
+    response = api.post("/api/customers", json=body)
+    assert response.status_code == 422 and response.json()["error"]["field"] == field
+
+
+def test_end_date_error_names_the_field(api, new_customer):
+    response = api.post("/api/policies", json={
+        "customer_id": new_customer()["id"], "product": "auto", "premium_cents": 1, "coverage_cents": 1,
+        "start_date": "2026-01-01", "end_date": "2026-01-01"})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "end_date"

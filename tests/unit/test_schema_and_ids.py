@@ -33,3 +33,8 @@ def test_settings_default_ports_follow_the_original_lab():
 def test_redis_url_wins_over_the_embedded_server(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://example.invalid:6999/0")
     assert Settings(_env_file=None).redis_url == "redis://example.invalid:6999/0"
+
+
+def test_ids_too_long_for_sqlite_are_invalid():
+    assert ids.is_valid("policy", "POL-999999999999")
+    assert not ids.is_valid("policy", "POL-9953072841014938869674150774")
