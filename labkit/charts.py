@@ -7,6 +7,7 @@ shows it inline and ``labkit analyze`` saves it as PNG.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 import numpy as np
 import pandas as pd
 
@@ -63,12 +64,11 @@ def login_attempts(df: pd.DataFrame):
     colours = {200: "tab:green", 401: "tab:orange", 429: "tab:red"}
     fig, ax = plt.subplots()
     ax.bar(df["attempt"], df["latency_ms"], color=[colours.get(s, "grey") for s in df["status"]])
-    for status, colour in colours.items():
-        ax.bar([], [], color=colour, label={200: "200 logged in", 401: "401 wrong password",
-                                            429: "429 locked out (password not even checked)"}[status])
+    labels = {200: "200 logged in", 401: "401 wrong password (scrypt checked it)",
+              429: "429 locked out (password not even checked)"}
+    ax.legend(handles=[Patch(color=colours[s], label=labels[s]) for s in colours], loc="upper right")
     ax.set_xlabel("attempt")
     ax.set_ylabel("response time (ms)")
     ax.set_title("Brute force against one account")
-    ax.legend()
     fig.tight_layout()
     return fig
