@@ -97,6 +97,12 @@ def cmd_exercises(args) -> int:
     return 1 if stale else 0
 
 
+def cmd_api_key(args) -> int:
+    """The lab's API key, for curl: curl -H "Authorization: Bearer $(labkit api-key)" ..."""
+    print(get_settings().api_key())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="The redis-insurance-lab bench.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=50)
     add("restart", cmd_restart, "restart one service").add_argument("name", choices=SERVICE_NAMES)
     add("seed", cmd_seed, "load the deterministic sample data (skipped if already loaded)")
+    add("api-key", cmd_api_key, "print the lab's API key (the system user at the gateway), for curl")
     add("verify", cmd_verify, "check Redis, every service, the gateway routes and a full workflow")
     add("grade", cmd_grade, "run a notebook's graded checks and print a summary").add_argument("notebook")
     add("exercises", cmd_exercises, "generate exercises/ from solutions/, or check they match") \
