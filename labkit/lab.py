@@ -30,10 +30,11 @@ class ServiceStatus:
     pid: int | None = None
     version: str | None = None
     instance: str | None = None
+    detail: str | None = None  # e.g. the claims worker's consumer-group lag and pending count
 
     def row(self) -> dict:
         return {"name": self.name, "url": self.url, "pid": self.pid or "-", "status": self.status,
-                "version": self.version or "-", "instance": self.instance or "-"}
+                "version": self.version or "-", "instance": self.instance or "-", "detail": self.detail or "-"}
 
 
 @dataclass
@@ -77,14 +78,15 @@ class Lab:
 
     def redis_row(self) -> dict:
         if self.redis is None:
-            return {"name": "redis", "url": "-", "pid": "-", "status": "stopped", "version": "-", "instance": "-"}
+            return {"name": "redis", "url": "-", "pid": "-", "status": "stopped", "version": "-", "instance": "-",
+                    "detail": "-"}
         try:
             info = self.redis.info()
             version, status = f"{info['name']} {info['version']}", "healthy"
         except Exception:  # noqa: BLE001 - shown as "down" in the table, not raised
             version, status = "-", "down"
         return {"name": "redis", "url": self.redis.url, "pid": self.redis.pid or "-", "status": status,
-                "version": version, "instance": self.redis.source}
+                "version": version, "instance": self.redis.source, "detail": "-"}
 
     def rows(self) -> list[dict]:
         return [self.redis_row()] + [s.row() for s in self.services]
@@ -110,20 +112,25 @@ def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
     return env
 
 
+def _consumer_detail(health: dict) -> str | None:
+    """``lag 0, pending 2`` for a process that reads a stream through a consumer group (the claims worker)."""
+    consumer = health.get("consumer")
+    if not consumer:
+        return None
+    return f"lag {consumer.get('lag')}, pending {consumer.get('pending')}, dead-lettered {consumer.get('dead_lettered')}"
+
+
 def _service_status(settings: Settings, name: str, records: dict[str, procs.ProcRecord]) -> ServiceStatus:
     url = settings.url_of(name)
     health = procs.get_health(url)
     record = records.get(name)
     if health and health.get("service") == name:
         return ServiceStatus(name, url, "healthy" if health["status"] == "ok" else "degraded",
-                             health.get("pid"), health.get("version"), health.get("instance"))
+                             health.get("pid"), health.get("version"), health.get("instance"),
+                             _consumer_detail(health))
     if record and procs.is_alive(record.pid):
         return ServiceStatus(name, url, "down", record.pid)
     return ServiceStatus(name, url, "stopped")
-
-
-def _in_kernel() -> bool:
-    return "ipykernel" in sys.modules
 
 
 def start_all(settings: Settings | None = None, *, detached: bool | None = None, timeout: float = 30.0) -> Lab:
@@ -196,7 +203,9 @@ def restart(name: str, settings: Settings | None = None) -> Lab:
     deadline = time.monotonic() + 5
     while procs.port_in_use(settings.host, settings.port_of(name)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return start_all(settings, detached=not _in_kernel())
+    # Detached, wherever it is called from: the new process replaces one that belongs to the lab, not to
+    # this caller — a service restarted from a notebook must not die with that notebook's kernel.
+    return start_all(settings, detached=True)
 
 
 def logs(name: str, lines: int = 50, settings: Settings | None = None) -> str:

@@ -1,6 +1,7 @@
 """Knobs a lesson turns at run time on one instance: a slower system of record, extra delay, errors.
 
-``GET /admin/knobs`` shows them, ``PUT /admin/knobs`` changes any of them. They let a notebook make one
+``GET /admin/knobs`` shows them, ``PUT /admin/knobs`` (the lab's system user only, e.g.
+``labkit.faults.set_knobs``) changes any of them. They let a notebook make one
 instance slow or flaky on purpose and watch what the gateway and the caches do about it.
 """
 
@@ -11,6 +12,8 @@ import random
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
+
+from .access import Caller
 
 
 class Knobs(BaseModel):
@@ -35,7 +38,9 @@ async def read_knobs(request: Request) -> Knobs:
 
 
 @knobs_router.put("/knobs")
-async def change_knobs(change: KnobsPatch, request: Request) -> Knobs:
+async def change_knobs(change: KnobsPatch, request: Request, who: Caller) -> Knobs:
+    """Only the lab's system user may turn a knob: an open "fail 100% of requests" switch is a DoS."""
+    who.require("system")
     state = request.app.state
     state.knobs = state.knobs.model_copy(update=change.model_dump(exclude_none=True))
     if state.db is not None:

@@ -18,6 +18,7 @@ import logging
 import aiohttp
 
 from services.auth.edge import identity_for, signed_header
+from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
 
@@ -75,7 +76,12 @@ class ProxyMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/api/") or scope["path"].startswith("/api/auth/"):
             return await self.app(scope, receive, send)
         state = scope["app"].state
-        identity = await identity_for(state, _header(scope, b"cookie"), _header(scope, b"authorization"))
+        try:
+            identity = await identity_for(state, _header(scope, b"cookie"), _header(scope, b"authorization"))
+        except REDIS_DOWN:
+            return await send_json(send, 503, gateway_error(
+                "session_store_unavailable", "sessions cannot be checked while Redis is unreachable; retry shortly",
+                None), [(b"retry-after", b"1")])
         if identity is None:
             return await send_json(send, 401, gateway_error(
                 "unauthenticated", "log in first: POST /api/auth/login (or send the lab's API key as a Bearer token)",
