@@ -6,8 +6,10 @@ shows it inline and ``labkit analyze`` saves it as PNG.
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
+from matplotlib.ticker import ScalarFormatter
 import numpy as np
 import pandas as pd
 
@@ -70,5 +72,189 @@ def login_attempts(df: pd.DataFrame):
     ax.set_xlabel("attempt")
     ax.set_ylabel("response time (ms)")
     ax.set_title("Brute force against one account")
+    fig.tight_layout()
+    return fig
+
+
+def received_per_listener(df: pd.DataFrame):
+    """Lesson 02: events published per phase vs received by a pub/sub subscriber and a consumer group."""
+    table = df.pivot(index="phase", columns="listener", values="received")
+    published = df.groupby("phase")["published"].first()
+    fig, ax = plt.subplots()
+    x = np.arange(len(table.index))
+    width = 0.8 / (len(table.columns) + 1)
+    ax.bar(x - width, published.reindex(table.index), width, color="lightgrey", label="published")
+    for i, listener in enumerate(table.columns):
+        ax.bar(x + i * width, table[listener], width, label=listener)
+    ax.set_xticks(x, table.index)
+    ax.set_ylabel("claim events")
+    ax.set_title("Offline for phase 2: pub/sub misses it, the consumer group catches up")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def claim_timeline(df: pd.DataFrame, claim_id: str):
+    """Lesson 02: one claim's audit trail (from its event stream) as a step line through its statuses."""
+    order = ["submitted", "under_review", "approved", "rejected", "paid"]
+    fig, ax = plt.subplots()
+    levels = [order.index(s) for s in df["to"]]
+    ax.step(df["t_s"], levels, where="post", linewidth=2)
+    ax.scatter(df["t_s"], levels, zorder=3)
+    for t, level, actor, note in zip(df["t_s"], levels, df["actor"], df["note"]):
+        ax.annotate(f"{actor}" + (f": {note}" if isinstance(note, str) else ""), (t, level), textcoords="offset points",
+                    xytext=(6, 6), fontsize=8)
+    ax.set_yticks(range(len(order)), order)
+    ax.set_xlabel("seconds since the claim was submitted")
+    ax.set_title(f"Audit trail of {claim_id}, read from its event stream")
+    fig.tight_layout()
+    return fig
+
+
+def pending_per_consumer(df: pd.DataFrame):
+    """Lesson 02: pending entries per consumer as a dead consumer's work is reclaimed (XAUTOCLAIM)."""
+    table = df.pivot(index="moment", columns="consumer", values="pending")
+    fig, ax = plt.subplots()
+    table.plot.bar(ax=ax, rot=0)
+    ax.set_xlabel("")
+    ax.set_ylabel("pending entries (delivered, not acknowledged)")
+    ax.set_title("A worker dies mid-batch; another reclaims its pending entries")
+    fig.tight_layout()
+    return fig
+
+
+# --- lesson 07: load tests (labkit load / labkit analyze) ---------------------------------------------
+
+def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_ms",
+                title: str = "Latency per route"):
+    """Share of requests answered within x ms, one line per group (log x): the tail shows on the right."""
+    fig, ax = plt.subplots()
+    for label, group in records.groupby(by, sort=True):
+        values = np.sort(group[value].to_numpy())
+        if len(values):
+            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=f"{label} (n={len(values)})")
+    for q in (0.5, 0.99):
+        ax.axhline(q, linestyle=":", color="grey", linewidth=1)
+        ax.annotate(f"p{q * 100:g}", (1, q), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    color="grey", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("share of requests answered within")
+    ax.set_ylim(0, 1.01)
+    ax.set_title(title)
+    if ax.lines:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def throughput_over_time(timeline: pd.DataFrame, title: str = "Throughput and errors over time"):
+    """Requests/s as a line, errors/s as bars, per time bucket of the run."""
+    fig, ax = plt.subplots()
+    ax.plot(timeline["t_s"], timeline["req_s"], marker=".", label="requests/s")
+    if len(timeline) > 1:
+        width = float(np.diff(timeline["t_s"]).min()) * 0.8
+    else:
+        width = 0.1
+    ax.bar(timeline["t_s"], timeline["errors_s"], width=width, color="tab:red", alpha=0.6, label="errors/s")
+    ax.set_xlabel("seconds since the run started (intended send time)")
+    ax.set_ylabel("per second")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def hit_rate_over_time(timeline: pd.DataFrame, title: str = "Cache hit rate over time (X-Cache)"):
+    """Share of X-Cache: HIT among the answers that carried the header, per time bucket."""
+    fig, ax = plt.subplots()
+    carried = timeline.dropna(subset=["hit_rate"])
+    if carried.empty:
+        ax.text(0.5, 0.5, "no answer carried an X-Cache header\n(no cache on these routes yet)",
+                ha="center", va="center", transform=ax.transAxes, color="grey")
+    else:
+        ax.plot(carried["t_s"], carried["hit_rate"] * 100, marker=".")
+    ax.set_xlabel("seconds since the run started")
+    ax.set_ylabel("hit rate (%)")
+    ax.set_ylim(0, 101)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def percentiles_vs_concurrency(by_run: pd.DataFrame, title: str = "Latency percentiles vs concurrency"):
+    """p50/p90/p99 (left, log) per concurrency, one line style per mode; closed-loop req/s on the right.
+
+    Where p99 climbs while req/s stops growing, requests are queueing: the system is saturated.
+    """
+    fig, ax = plt.subplots()
+    right = None
+    styles = {"closed": "-", "open": ":"}
+    for mode, frame in by_run.dropna(subset=["p50_ms"]).groupby("mode"):
+        frame = frame.groupby("concurrency", as_index=False).mean(numeric_only=True)
+        for name, colour in (("p50_ms", "tab:blue"), ("p90_ms", "tab:orange"), ("p99_ms", "tab:green")):
+            ax.plot(frame["concurrency"], frame[name], marker="o", color=colour, linestyle=styles.get(mode, "-"),
+                    label=f"{name.replace('_ms', '')} ({mode} loop)")
+        if mode == "closed":
+            right = right or ax.twinx()
+            right.plot(frame["concurrency"], frame["req_s"], color="black", linestyle="--", marker="s",
+                       label="req/s (closed loop)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("concurrency (connections, log scale)")
+    ax.set_ylabel("latency (ms, log scale)")
+    handles, labels = ax.get_legend_handles_labels()
+    if right is not None:
+        right.set_ylabel("requests/s")
+        right.set_ylim(bottom=0)
+        more = right.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    if handles:
+        ax.legend(handles, labels, loc="upper left", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(comparison: pd.DataFrame, metric: str = "p50_ms", title: str | None = None):
+    """Grouped bars: one group per route, one bar per run (``analyze.compare`` gives the table)."""
+    table = comparison[metric]
+    fig, ax = plt.subplots()
+    table.plot.bar(ax=ax, rot=20)
+    ax.set_xlabel("")
+    ax.set_ylabel({"p50_ms": "p50 latency (ms)", "p99_ms": "p99 latency (ms)", "req_s": "requests/s",
+                   "error_rate": "error rate", "hit_rate": "hit rate"}.get(metric, metric))
+    ax.set_title(title or f"{metric} per route, runs side by side")
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fault_timeline(requests: pd.DataFrame, events: pd.DataFrame, title: str, bucket_s: float = 0.5):
+    """Error rate and p50/max latency per time bucket, with the fault's events as vertical lines."""
+    df = requests.copy()
+    df["bucket"] = (df["t_s"] // bucket_s) * bucket_s
+    per = df.groupby("bucket").agg(error_rate=("ok", lambda s: 1 - s.mean()), p50=("latency_ms", "median"),
+                                   worst=("latency_ms", "max"))
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5.5))
+    top.bar(per.index, per["error_rate"] * 100, width=bucket_s * 0.9, align="edge", color="tab:red")
+    top.set_ylabel("failed requests (%)")
+    top.set_ylim(0, 105)
+    bottom.plot(per.index + bucket_s / 2, per["p50"], marker="o", label="p50")
+    bottom.plot(per.index + bucket_s / 2, per["worst"], marker=".", linestyle=":", label="slowest")
+    bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(ScalarFormatter())
+    bottom.set_ylabel("latency (ms, log)")
+    bottom.set_xlabel("seconds since the traffic started")
+    bottom.legend(loc="upper right")
+    for ax in (top, bottom):
+        for _, mark in events.iterrows():
+            ax.axvline(mark["t_s"], color="black", linestyle="--", linewidth=1)
+    for _, mark in events.iterrows():
+        top.annotate(mark["event"], (mark["t_s"], 100), rotation=90, va="top", ha="right", fontsize=8)
+    top.set_title(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,70 @@
+"""Lesson 08's experiment: steady traffic through the gateway while a fault comes and goes.
+
+Requests are sent on a fixed schedule (open loop: a slow or failing answer does not delay the next
+request), each with its own timeout, so the record shows exactly when errors started, how long they
+lasted and what latency looked like around the fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Callable
+
+import aiohttp
+import pandas as pd
+
+from services.core.settings import Settings
+
+from ..auth import gateway_headers
+from . import run_async
+
+
+async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | None]], rate: float,
+                   duration_s: float, events: list[tuple[float, str, Callable[[], object]]],
+                   timeout_s: float) -> tuple[list[dict], list[dict]]:
+    rows, marks = [], []
+    loop = asyncio.get_running_loop()
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(base_url=settings.url_of("gateway"), headers=gateway_headers(settings),
+                                     timeout=timeout) as session:
+        async def one(intended: float, kind: str, method: str, path: str, body):
+            started = time.monotonic()
+            try:
+                async with session.request(method, path, json=body) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                status = 599 if isinstance(exc, asyncio.TimeoutError) else 598
+            rows.append({"t_s": intended, "kind": kind, "status": status,
+                         "latency_ms": (time.monotonic() - started) * 1000, "ok": status < 500})
+
+        async def run_events(t0: float):
+            for at, label, action in events:
+                await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+                await loop.run_in_executor(None, action)
+                marks.append({"t_s": time.monotonic() - t0, "event": label})
+
+        t0 = time.monotonic()
+        event_task = asyncio.create_task(run_events(t0))
+        tasks = []
+        for i, (method, path, body) in zip(itertools.count(), itertools.cycle(requests)):
+            intended = i / rate
+            if intended >= duration_s:
+                break
+            await asyncio.sleep(max(0.0, t0 + intended - time.monotonic()))
+            kind = "write" if method != "GET" else "read"
+            tasks.append(asyncio.create_task(one(intended, kind, method, path, body)))
+        await asyncio.gather(*tasks)
+        await event_task
+    return rows, marks
+
+
+def traffic_around_fault(settings: Settings, requests: list[tuple[str, str, dict | None]],
+                         events: list[tuple[float, str, Callable[[], object]]], rate: float = 40,
+                         duration_s: float = 8, timeout_s: float = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Send ``requests`` (method, path, json) round-robin at ``rate``/s for ``duration_s``; run each
+    ``(at_s, label, action)`` event on schedule. Returns (one row per request, one row per event)."""
+    rows, marks = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s))
+    return pd.DataFrame(rows).sort_values("t_s").reset_index(drop=True), pd.DataFrame(marks)
