@@ -29,6 +29,7 @@ def pytest_sessionstart(session):
         "LAB_POLICY_PORT": str(procs.free_port()),
         "LAB_CLAIMS_PORT": str(procs.free_port()),
         "LAB_CUSTOMER_PORT": str(procs.free_port()),
+        "LAB_WORKER_PORT": str(procs.free_port()),
         "LAB_SOR_LATENCY_MS": "0",
         "LAB_LOG_LEVEL": "INFO",
     })

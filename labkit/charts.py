@@ -125,6 +125,14 @@ def pending_per_consumer(df: pd.DataFrame):
 
 # --- lesson 07: load tests (labkit load / labkit analyze) ---------------------------------------------
 
+def _plain_numbers(*axes) -> None:
+    """Log axes labelled 2, 5, 10, 20 rather than 2x10^0: easier to read off a latency."""
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in axes:
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
+
+
 def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_ms",
                 title: str = "Latency per route"):
     """Share of requests answered within x ms, one line per group (log x): the tail shows on the right."""
@@ -138,6 +146,8 @@ def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_
         ax.annotate(f"p{q * 100:g}", (1, q), xycoords=("axes fraction", "data"), ha="right", va="bottom",
                     color="grey", fontsize=8)
     ax.set_xscale("log")
+    _plain_numbers(ax.xaxis)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("share of requests answered within")
     ax.set_ylim(0, 1.01)
@@ -202,8 +212,8 @@ def percentiles_vs_concurrency(by_run: pd.DataFrame, title: str = "Latency perce
                        label="req/s (closed loop)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    _plain_numbers(ax.xaxis, ax.yaxis)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("concurrency (connections, log scale)")
     ax.set_ylabel("latency (ms, log scale)")
     handles, labels = ax.get_legend_handles_labels()

@@ -1,11 +1,14 @@
-"""The claims service (:3002): claims and their lifecycle."""
+"""The claims service (:3002): claims and their lifecycle; its writes' events reach Redis via the outbox."""
 
 from services.core.app import ServiceSpec, create_app
+from services.core.events import WakeRelayAfterWrites, start_outbox_relay, stop_background_tasks
 
-from .repository import SCHEMA
+from .repository import SCHEMA, TOPIC
 from .routes import router
 
 SPEC = ServiceSpec(name="claims", routers=[router], schema=SCHEMA,
+                   on_startup=[start_outbox_relay(TOPIC)], on_shutdown=[stop_background_tasks],
+                   middleware=[(WakeRelayAfterWrites, {})],
                    description="Claims (CLM-000001): submitted -> under_review -> approved | rejected -> paid.")
 
 

@@ -1,10 +1,14 @@
-"""The claims service's system of record (SQLite)."""
+"""The claims service's system of record (SQLite), and the events its writes emit (same transaction)."""
 
 from __future__ import annotations
 
 from services.core.db import Database
 from services.core.ids import id_number, make_id
 from services.core.models import utc_now
+from services.patterns.envelope import Event, EventType
+from services.patterns.outbox import OUTBOX_SCHEMA, add_to_outbox
+
+TOPIC = "claims"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -21,7 +25,7 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS claims_policy ON claims (policy_id);
 CREATE INDEX IF NOT EXISTS claims_customer ON claims (customer_id);
 CREATE INDEX IF NOT EXISTS claims_status ON claims (status);
-"""
+""" + OUTBOX_SCHEMA
 
 COLUMNS = "num, policy_id, customer_id, amount_cents, description, status, note, submitted_at, updated_at"
 
@@ -47,7 +51,13 @@ async def list_claims(db: Database, limit: int, offset: int, **filters) -> tuple
     return [_to_claim(r) for r in rows], total
 
 
-def create_claim(db: Database, policy_id: str, customer_id: str, amount_cents: int, description: str) -> dict:
+def create_claim(db: Database, policy_id: str, customer_id: str, amount_cents: int, description: str,
+                 actor: str = "system", coverage_cents: int | None = None) -> dict:
+    """Insert the claim and its ``claim.submitted`` event in one transaction.
+
+    The event carries the whole claim (so its history can be replayed from events alone), who submitted it
+    and the policy's coverage at that moment (what the worker's risk score needs).
+    """
     now = utc_now()
     with db.transaction() as tx:
         num = tx.execute(
@@ -55,22 +65,31 @@ def create_claim(db: Database, policy_id: str, customer_id: str, amount_cents: i
             "updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?)",
             (policy_id, customer_id, amount_cents, description, now, now),
         ).lastrowid
-        row = tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (num,)).fetchone()
-    return _to_claim(dict(row))
+        claim = _to_claim(dict(tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (num,)).fetchone()))
+        add_to_outbox(tx, Event(EventType.CLAIM_SUBMITTED, TOPIC, claim["id"],
+                                {"claim": claim, "actor": actor, "coverage_cents": coverage_cents}), TOPIC)
+    return claim
 
 
-def change_status(db: Database, claim_id: str, expected: str, new_status: str, note: str | None) -> dict | None:
+def change_status(db: Database, claim_id: str, expected: str, new_status: str, note: str | None,
+                  actor: str = "system") -> dict | None:
     """Move a claim from ``expected`` to ``new_status``; None if it was no longer in ``expected``.
 
     The ``WHERE status = ?`` makes the transition a compare-and-set: two adjusters racing to approve and
-    reject the same claim cannot both win.
+    reject the same claim cannot both win. The ``claim.status_changed`` event (from, to, actor, note, when)
+    commits with it.
     """
+    now = utc_now()
     with db.transaction() as tx:
         changed = tx.execute(
             "UPDATE claims SET status = ?, note = COALESCE(?, note), updated_at = ? WHERE num = ? AND status = ?",
-            (new_status, note, utc_now(), id_number(claim_id), expected),
+            (new_status, note, now, id_number(claim_id), expected),
         ).rowcount
         if not changed:
             return None
         row = tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (id_number(claim_id),)).fetchone()
-    return _to_claim(dict(row))
+        claim = _to_claim(dict(row))
+        add_to_outbox(tx, Event(EventType.CLAIM_STATUS_CHANGED, TOPIC, claim_id, {
+            "from": expected, "to": new_status, "actor": actor, "note": note, "updated_at": now,
+            "policy_id": claim["policy_id"], "customer_id": claim["customer_id"]}), TOPIC)
+    return claim

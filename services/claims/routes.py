@@ -13,7 +13,10 @@ from services.core.knobs import apply_fault_knobs
 from services.core.models import CLAIM_TRANSITIONS, Claim, ClaimIn, ClaimStatus, ClaimStatusChange, Page
 from services.core.paging import PageDep
 from services.core.peers import fetch_peer_entity
+from services.core.redis_client import REDIS_DOWN
+from services.patterns.outbox import events_of_subject
 
+from . import history
 from . import repository as repo
 
 router = APIRouter(prefix="/claims", tags=["claims"], dependencies=[Depends(apply_fault_knobs)])
@@ -31,7 +34,7 @@ async def submit_claim(data: ClaimIn, request: Request, who: Caller):
         raise LabError(422, "over_coverage",
                        f"amount_cents exceeds the policy's coverage of {policy['coverage_cents']}", "amount_cents")
     return repo.create_claim(request.app.state.db, data.policy_id, policy["customer_id"], data.amount_cents,
-                             data.description)
+                             data.description, actor=who.sub, coverage_cents=policy["coverage_cents"])
 
 
 @router.get("", response_model=Page)
@@ -64,13 +67,34 @@ async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, requ
     claim = await repo.get_claim(db, claim_id)
     if claim is None:
         raise not_found("claim", claim_id)
+    if change.status == claim["status"]:  # already there (a retry, or the worker got there first): no-op
+        return claim
     allowed = CLAIM_TRANSITIONS[claim["status"]]
     if change.status not in allowed:
         raise LabError(409, "invalid_transition",
                        f"a {claim['status']} claim can move to {', '.join(allowed) or 'nothing'}, "
                        f"not {change.status}", "status")
-    updated = repo.change_status(db, claim_id, claim["status"], change.status, change.note)
+    updated = repo.change_status(db, claim_id, claim["status"], change.status, change.note, actor=who.sub)
     if updated is None:
         raise LabError(409, "concurrent_change", f"claim {claim_id} changed while this request ran; retry",
                        "status")
     return updated
+
+
+@router.get("/{claim_id}/history")
+async def claim_history(claim_id: ClaimId, request: Request, who: Caller):
+    """The claim's audit trail from its event stream (who, what, when), and its state replayed from it.
+
+    When Redis cannot answer, the same events come from the claims service's own outbox table.
+    """
+    db = request.app.state.db
+    claim = await repo.get_claim(db, claim_id)
+    if claim is None:
+        raise not_found("claim", claim_id)
+    who.ensure_sees(claim["customer_id"], "claim", claim_id)
+    try:
+        events, source = await history.claim_events(request.app.state.redis, claim_id), "redis stream"
+    except REDIS_DOWN:
+        events, source = events_of_subject(db.conn, claim_id), "outbox (Redis unreachable)"
+    return {"claim_id": claim_id, "source": source, "events": history.timeline(events),
+            "replayed": history.replay_claim(events)}

@@ -5,6 +5,19 @@ and a typo cannot create a second, silently different key. Everything starts wit
 
 Keys that are used together in one multi-key command, transaction or Lua script share a hash tag
 (the part in ``{...}``) so the same code runs unchanged on Redis Cluster.
+
+Events (lesson 02). Each domain service publishes on one *topic*: ``customers``, ``policies``, ``claims``.
+
+* ``lab:stream:<topic>`` — the durable log of the topic (a Stream; consumer groups read it);
+* ``lab:events:<topic>`` — the pub/sub channel of the topic (real-time fan-out; the gateway's cache
+  invalidation, the customer and policy subscribers listen here). Message = the event envelope as JSON;
+* ``lab:history:{lab:stream:<topic>}:<subject>`` — one entity's own stream (a claim's audit trail);
+* ``lab:published:{lab:stream:<topic>}:<event id>`` — "this event is already in the log" (dedupe);
+* ``lab:dead-letter:{lab:stream:<topic>}`` — entries a consumer gave up on, with the reason.
+
+The last three carry the topic stream's whole name as their hash tag: a key without braces hashes by its
+full name, so they land in the same Cluster slot as ``lab:stream:<topic>`` and one Lua script may touch
+them all.
 """
 
 from __future__ import annotations
@@ -34,6 +47,25 @@ def registry_instance(service: str, instance_id: str) -> str:
 
 def registry_prefix(service: str | None = None) -> str:
     return f"{PREFIX}:registry:{service}:" if service else f"{PREFIX}:registry:"
+
+
+def registry_index(service: str) -> str:
+    """Sorted set of one service's instance ids (score = when the registration expires, epoch s).
+
+    Listing instances reads this set instead of scanning the keyspace (never KEYS); the instance keys
+    themselves stay the truth — an id whose key has expired is a dead instance.
+    """
+    return f"{PREFIX}:registry-index:{service}"
+
+
+def registry_channel() -> str:
+    """The pub/sub channel of ``instance.registered`` / ``instance.deregistered`` events."""
+    return channel("registry")
+
+
+def rate_limit(client: str) -> str:
+    """Sliding-window log of one client's recent requests at the gateway (a sorted set)."""
+    return f"{PREFIX}:ratelimit:{{{client}}}"
 
 
 def session(session_id: str) -> str:
@@ -72,3 +104,33 @@ def login_attempts(scope: str, who: str) -> str:
 def exercise(lesson: str, name: str) -> str:
     """Keys an exercise notebook writes, kept apart from the services' keys: ``lab:exercise:04:<name>``."""
     return f"{PREFIX}:exercise:{lesson}:{name}"
+
+
+def _topic_tag(topic: str) -> str:
+    """The hash tag that puts a key in the slot of ``lab:stream:<topic>``."""
+    return "{" + stream(topic) + "}"
+
+
+def subject_history(topic: str, subject: str) -> str:
+    """One entity's own event stream (its audit trail): ``lab:history:{lab:stream:claims}:CLM-000042``."""
+    return f"{PREFIX}:history:{_topic_tag(topic)}:{subject}"
+
+
+def published(topic: str, event_id: str) -> str:
+    """Marker that an event id is already in the topic's log, so publishing twice adds nothing."""
+    return f"{PREFIX}:published:{_topic_tag(topic)}:{event_id}"
+
+
+def dead_letter(topic: str) -> str:
+    """Where a consumer group parks entries it could not handle (malformed, or failed N times)."""
+    return f"{PREFIX}:dead-letter:{_topic_tag(topic)}"
+
+
+def processed(group: str, event_id: str) -> str:
+    """Marker that a consumer group already handled an event id (idempotent consumer)."""
+    return f"{PREFIX}:processed:{group}:{event_id}"
+
+
+def risk_scores() -> str:
+    """Hash claim id -> risk score the claims worker computed."""
+    return f"{PREFIX}:worker:risk-scores"

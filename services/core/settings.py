@@ -19,8 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-#: The domain services and the gateway, in the order labkit starts them.
-SERVICE_NAMES = ("customer", "policy", "claims", "gateway")
+#: The domain services, the gateway and the claims worker (lesson 02), in the order labkit starts them.
+SERVICE_NAMES = ("customer", "policy", "claims", "gateway", "worker")
 
 #: Which gateway path prefix belongs to which service: ``/api/policies/...`` -> policy.
 ROUTES = {"customers": "customer", "policies": "policy", "claims": "claims"}
@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     policy_port: int = 3001
     claims_port: int = 3002
     customer_port: int = 3003
+    worker_port: int = 3004  # the claims worker (lesson 02): only /health, its work is reading a stream
 
     # labkit's bench: pidfiles, logs, the SQLite files, the Redis state file.
     run_dir: Path = PROJECT_ROOT / ".lab"
@@ -65,6 +66,35 @@ class Settings(BaseSettings):
     login_window_s: int = 900
     # HMAC key the lab's processes share to sign identities; empty = kept in <run_dir>/internal-secret.
     internal_secret: str = ""
+
+    # Events (lesson 02): the outbox relay, the claims worker's consumer group.
+    outbox_batch: int = 100  # outbox rows published per round trip (pipelined)
+    outbox_poll_s: float = 0.5  # the relay also wakes after every write; this is the fallback
+    events_dedupe_ttl_s: int = 7 * 24 * 3600  # how long "event id already published" is remembered
+    events_stream_maxlen: int = 100_000  # topic streams are trimmed (approximately) to this many entries
+    worker_group: str = "claims-worker"
+    worker_max_deliveries: int = 3  # after this many failed deliveries an entry goes to the dead letter
+    worker_reclaim_idle_ms: int = 5_000  # pending this long = its consumer died; XAUTOCLAIM takes it over
+    worker_review_threshold: float = 0.5  # risk score (amount / coverage) from which a claim goes to review
+
+    # Discovery (lesson 03): every instance registers in Redis and keeps the registration alive.
+    registry_heartbeat_s: float = 1.0  # how often an instance renews its registration
+    registry_ttl_s: float = 3.0  # a registration not renewed this long expires: the instance is gone
+    instance_weight: int = 1  # this instance's share for the gateway's weighted strategy
+
+    # The gateway (lesson 05): its local view of the registry, health checks, balancing, breaker, limits.
+    gateway_sync_s: float = 1.0  # full re-read of the registry (events do the fast path)
+    gateway_probe_s: float = 0.5  # active health check: GET /health on every instance this often
+    gateway_unhealthy_after: int = 2  # consecutive failed probes (or refused connections) -> unhealthy
+    gateway_healthy_after: int = 2  # consecutive good probes -> healthy again
+    gateway_balancer: str = "round_robin"  # round_robin | random | least_outstanding | weighted
+    gateway_balancer_per_service: dict[str, str] = {}  # e.g. LAB_GATEWAY_BALANCER_PER_SERVICE='{"claims":"weighted"}'
+    gateway_discovery: str = "registry"  # registry | static (the settings ports, one instance each)
+    breaker_failures: int = 5  # consecutive failures that open an instance's circuit breaker
+    breaker_open_s: float = 2.0  # how long it stays open before one trial request (half-open)
+    rate_limit_requests: int = 0  # per client per window at the gateway; 0 = no rate limiting
+    rate_limit_window_s: float = 1.0
+    gateway_cache_ttl_s: float = 0.0  # cache GET answers at the gateway this long; 0 = no gateway cache
 
     version: str = "0.1.0"
 

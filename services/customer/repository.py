@@ -1,10 +1,18 @@
-"""The customer service's system of record (SQLite). Ids are derived from the row number."""
+"""The customer service's system of record (SQLite), the events its writes emit, and notifications.
+
+Ids are derived from the row number. ``notifications`` is filled by the customer service's subscriber to
+the claims channel (lesson 02): "claim CLM-x for your policy POL-y was approved".
+"""
 
 from __future__ import annotations
 
 from services.core.db import Database
 from services.core.ids import id_number, make_id
 from services.core.models import CustomerIn, CustomerPatch, utc_now
+from services.patterns.envelope import Event, EventType
+from services.patterns.outbox import OUTBOX_SCHEMA, add_to_outbox
+
+TOPIC = "customers"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -17,7 +25,15 @@ CREATE TABLE IF NOT EXISTS customers (
     updated_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS customers_risk_tier ON customers (risk_tier);
-"""
+CREATE TABLE IF NOT EXISTS notifications (
+    num         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_customer ON notifications (customer_id, num);
+""" + OUTBOX_SCHEMA
 
 COLUMNS = "num, name, email, date_of_birth, risk_tier, created_at, updated_at"
 
@@ -50,8 +66,9 @@ def create_customer(db: Database, data: CustomerIn) -> dict:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (data.name, data.email, data.date_of_birth.isoformat(), data.risk_tier, now, now),
         ).lastrowid
-        row = tx.execute(f"SELECT {COLUMNS} FROM customers WHERE num = ?", (num,)).fetchone()
-    return _to_customer(dict(row))
+        customer = _to_customer(dict(tx.execute(f"SELECT {COLUMNS} FROM customers WHERE num = ?", (num,)).fetchone()))
+        add_to_outbox(tx, Event(EventType.CUSTOMER_CREATED, TOPIC, customer["id"], {"customer": customer}), TOPIC)
+    return customer
 
 
 def update_customer(db: Database, customer_id: str, change: CustomerPatch) -> dict | None:
@@ -62,9 +79,27 @@ def update_customer(db: Database, customer_id: str, change: CustomerPatch) -> di
             tx.execute(f"UPDATE customers SET {assignments}, updated_at = ? WHERE num = ?",
                        (*fields.values(), utc_now(), id_number(customer_id)))
         row = tx.execute(f"SELECT {COLUMNS} FROM customers WHERE num = ?", (id_number(customer_id),)).fetchone()
-    return _to_customer(dict(row)) if row else None
+        customer = _to_customer(dict(row)) if row else None
+        if customer and fields:
+            add_to_outbox(tx, Event(EventType.CUSTOMER_UPDATED, TOPIC, customer_id,
+                                    {"changes": fields, "customer": customer}), TOPIC)
+    return customer
 
 
 def delete_customer(db: Database, customer_id: str) -> bool:
     with db.transaction() as tx:
-        return tx.execute("DELETE FROM customers WHERE num = ?", (id_number(customer_id),)).rowcount > 0
+        deleted = tx.execute("DELETE FROM customers WHERE num = ?", (id_number(customer_id),)).rowcount > 0
+        if deleted:
+            add_to_outbox(tx, Event(EventType.CUSTOMER_DELETED, TOPIC, customer_id, {"id": customer_id}), TOPIC)
+    return deleted
+
+
+def add_notification(db: Database, event_id: str, customer_id: str, message: str) -> None:
+    """Idempotent by event id: the same event heard twice notifies once."""
+    db.conn.execute("INSERT OR IGNORE INTO notifications (event_id, customer_id, message, created_at) "
+                    "VALUES (?, ?, ?, ?)", (event_id, customer_id, message, utc_now()))
+
+
+async def notifications_of(db: Database, customer_id: str, limit: int = 50) -> list[dict]:
+    return await db.fetch_all("SELECT message, created_at, event_id FROM notifications WHERE customer_id = ? "
+                              "ORDER BY num DESC LIMIT ?", (customer_id, limit))

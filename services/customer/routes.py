@@ -56,3 +56,12 @@ async def delete_customer(customer_id: CustomerId, request: Request, who: Caller
     if not repo.delete_customer(request.app.state.db, customer_id):
         raise not_found("customer", customer_id)
     return Response(status_code=204)
+
+
+@router.get("/{customer_id}/notifications")
+async def customer_notifications(customer_id: CustomerId, request: Request, who: Caller):
+    """What the customer was told about their claims, newest first (filled from the claims channel, lesson 02)."""
+    who.ensure_sees(customer_id, "customer", customer_id)
+    if await repo.get_customer(request.app.state.db, customer_id) is None:
+        raise not_found("customer", customer_id)
+    return {"customer_id": customer_id, "items": await repo.notifications_of(request.app.state.db, customer_id)}

@@ -34,8 +34,11 @@ class EventType(StrEnum):
     INSTANCE_DEREGISTERED = "instance.deregistered"
 
 
-def _now() -> str:
+def utc_timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_now = utc_timestamp
 
 
 @dataclass(frozen=True)

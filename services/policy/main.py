@@ -1,11 +1,28 @@
-"""The policy service (:3001): who is insured for what, at which premium."""
+"""The policy service (:3001): who is insured for what, at which premium.
+
+Lesson 02: its writes' events reach Redis via the outbox; it listens on the claims channel to count the
+claims of each policy.
+"""
+
+from fastapi import FastAPI
 
 from services.core.app import ServiceSpec, create_app
+from services.core.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber, stop_background_tasks
+from services.patterns.envelope import Event, EventType
 
-from .repository import SCHEMA
+from . import repository as repo
+from .repository import SCHEMA, TOPIC
 from .routes import router
 
+
+async def count_claims(app: FastAPI, event: Event) -> None:
+    if event.type == EventType.CLAIM_SUBMITTED:
+        repo.record_claim(app.state.db, event.data["claim"]["policy_id"], event.subject)
+
+
 SPEC = ServiceSpec(name="policy", routers=[router], schema=SCHEMA,
+                   on_startup=[start_outbox_relay(TOPIC), start_subscriber(["claims"], count_claims)],
+                   on_shutdown=[stop_background_tasks], middleware=[(WakeRelayAfterWrites, {})],
                    description="Policies (POL-000001): customer, product, premium and coverage in cents, dates.")
 
 

@@ -1,10 +1,18 @@
-"""The policy service's system of record (SQLite)."""
+"""The policy service's system of record (SQLite), the events its writes emit, and the claims it has heard of.
+
+``policy_claims`` is the policy service's own view of which claims exist per policy, filled by its
+subscriber to the claims channel (lesson 02): a derived read model, not a copy of the claims database.
+"""
 
 from __future__ import annotations
 
 from services.core.db import Database
 from services.core.ids import id_number, make_id
 from services.core.models import PolicyIn, PolicyPatch, utc_now
+from services.patterns.envelope import Event, EventType
+from services.patterns.outbox import OUTBOX_SCHEMA, add_to_outbox
+
+TOPIC = "policies"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policies (
@@ -21,7 +29,12 @@ CREATE TABLE IF NOT EXISTS policies (
 );
 CREATE INDEX IF NOT EXISTS policies_customer ON policies (customer_id);
 CREATE INDEX IF NOT EXISTS policies_status ON policies (status);
-"""
+CREATE TABLE IF NOT EXISTS policy_claims (
+    claim_id  TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS policy_claims_policy ON policy_claims (policy_id);
+""" + OUTBOX_SCHEMA
 
 COLUMNS = ("num, customer_id, product, premium_cents, coverage_cents, start_date, end_date, status, "
            "created_at, updated_at")
@@ -58,8 +71,9 @@ def create_policy(db: Database, data: PolicyIn) -> dict:
             (data.customer_id, data.product, data.premium_cents, data.coverage_cents,
              data.start_date.isoformat(), data.end_date.isoformat(), now, now),
         ).lastrowid
-        row = tx.execute(f"SELECT {COLUMNS} FROM policies WHERE num = ?", (num,)).fetchone()
-    return _to_policy(dict(row))
+        policy = _to_policy(dict(tx.execute(f"SELECT {COLUMNS} FROM policies WHERE num = ?", (num,)).fetchone()))
+        add_to_outbox(tx, Event(EventType.POLICY_CREATED, TOPIC, policy["id"], {"policy": policy}), TOPIC)
+    return policy
 
 
 def update_policy(db: Database, policy_id: str, change: PolicyPatch | dict) -> dict | None:
@@ -70,9 +84,25 @@ def update_policy(db: Database, policy_id: str, change: PolicyPatch | dict) -> d
             tx.execute(f"UPDATE policies SET {assignments}, updated_at = ? WHERE num = ?",
                        (*fields.values(), utc_now(), id_number(policy_id)))
         row = tx.execute(f"SELECT {COLUMNS} FROM policies WHERE num = ?", (id_number(policy_id),)).fetchone()
-    return _to_policy(dict(row)) if row else None
+        policy = _to_policy(dict(row)) if row else None
+        if policy and fields:
+            kind = EventType.POLICY_CANCELLED if fields.get("status") == "cancelled" else EventType.POLICY_UPDATED
+            add_to_outbox(tx, Event(kind, TOPIC, policy_id, {"changes": fields, "policy": policy}), TOPIC)
+    return policy
 
 
 def delete_policy(db: Database, policy_id: str) -> bool:
     with db.transaction() as tx:
-        return tx.execute("DELETE FROM policies WHERE num = ?", (id_number(policy_id),)).rowcount > 0
+        deleted = tx.execute("DELETE FROM policies WHERE num = ?", (id_number(policy_id),)).rowcount > 0
+        if deleted:
+            add_to_outbox(tx, Event(EventType.POLICY_DELETED, TOPIC, policy_id, {"id": policy_id}), TOPIC)
+    return deleted
+
+
+def record_claim(db: Database, policy_id: str, claim_id: str) -> None:
+    """The subscriber heard of a claim on this policy. Idempotent: hearing it twice counts it once."""
+    db.conn.execute("INSERT OR IGNORE INTO policy_claims (claim_id, policy_id) VALUES (?, ?)", (claim_id, policy_id))
+
+
+async def claims_count(db: Database, policy_id: str) -> int:
+    return await db.scalar("SELECT COUNT(*) FROM policy_claims WHERE policy_id = ?", (policy_id,))

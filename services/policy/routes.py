@@ -80,3 +80,13 @@ async def delete_policy(policy_id: PolicyId, request: Request, who: Caller):
     if not repo.delete_policy(request.app.state.db, policy_id):
         raise not_found("policy", policy_id)
     return Response(status_code=204)
+
+
+@router.get("/{policy_id}/claims-count")
+async def policy_claims_count(policy_id: PolicyId, request: Request, who: Caller):
+    """How many claims the policy service has heard of for this policy (from the claims channel, lesson 02)."""
+    policy = await repo.get_policy(request.app.state.db, policy_id)
+    if policy is None:
+        raise not_found("policy", policy_id)
+    who.ensure_sees(policy["customer_id"], "policy", policy_id)
+    return {"policy_id": policy_id, "claims_count": await repo.claims_count(request.app.state.db, policy_id)}

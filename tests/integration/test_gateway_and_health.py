@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 import httpx
 import pytest
@@ -31,6 +32,10 @@ def test_request_id_is_propagated_end_to_end_and_logged(api, settings):
     assert response.headers.get_list("x-request-id") == ["trace-me-42"]
     logs = settings.run_dir / "logs"
     for service in ("gateway", "customer"):
+        # the access line is written as the response goes out: give the file a moment to catch up
+        deadline = time.monotonic() + 5
+        while "rid=trace-me-42" not in (logs / f"{service}.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert "rid=trace-me-42" in (logs / f"{service}.log").read_text(), f"{service} did not log the id"
 
 
@@ -63,9 +68,11 @@ def test_openapi_docs_are_served(direct, name):
 
 
 def test_a_down_service_gives_502_naming_it(settings, lab, tmp_path):
-    """A second gateway whose policy port has nothing behind it: the error must name the policy service."""
+    """A second gateway (static upstreams: the settings ports, not the registry) whose policy port has
+    nothing behind it: the error must name the policy service."""
     port, dead = procs.free_port(), procs.free_port()
     env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_PORT=str(port), LAB_POLICY_PORT=str(dead),
+               LAB_GATEWAY_DISCOVERY="static",
                LAB_RUN_DIR=str(tmp_path), LAB_INTERNAL_SECRET=settings.shared_secret())
     argv = [sys.executable, "-m", "services.run", "gateway", "--port", str(port)]
     proc = procs.spawn("gateway", argv, env, tmp_path / "gw.log", detached=False)
