@@ -85,7 +85,7 @@ class Lab:
             version, status = f"{info['name']} {info['version']}", "healthy"
         except Exception:  # noqa: BLE001 - shown as "down" in the table, not raised
             version, status = "-", "down"
-        return {"name": "redis", "url": self.redis.url, "pid": self.redis.pid or "-", "status": status,
+        return {"name": "redis", "url": self.redis.display_url, "pid": self.redis.pid or "-", "status": status,
                 "version": version, "instance": self.redis.source, "detail": "-"}
 
     def rows(self) -> list[dict]:
@@ -101,13 +101,14 @@ class Lab:
         stop_all(self.settings)
 
 
-def settings_env(settings: Settings, redis_url: str) -> dict[str, str]:
+def settings_env(settings: Settings, redis_url: str, managed_acl: bool = False) -> dict[str, str]:
     """The environment every child gets: ours, plus every setting spelled out, plus REDIS_URL."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
         if name != "redis_url" and value is not None:
             env[f"LAB_{name.upper()}"] = str(value)
     env["REDIS_URL"] = redis_url
+    env["LAB_REDIS_ACL"] = "1" if managed_acl else "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -155,7 +156,7 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
         to_start.append(name)
 
     server = redis_server.ensure(settings, detached)
-    env = settings_env(settings, server.url)
+    env = settings_env(settings, server.url, managed_acl=server.managed)
     started: dict[str, tuple] = {}
     for name in to_start:
         url, port = settings.url_of(name), settings.port_of(name)

@@ -18,10 +18,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
-from services.core.settings import Settings
+from services.core import acl
+from services.core.settings import SERVICE_NAMES, Settings
 
 from . import procs
 from .errors import LabkitError, PortBusyError
@@ -36,6 +38,14 @@ class RedisServer:
     binary: str | None = None
     port: int | None = None
     log: str | None = None
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for tables and logs."""
+        parts = urlsplit(self.url)
+        if parts.password:
+            return self.url.replace(f":{parts.password}@", ":***@")
+        return self.url
 
     def client(self, **kwargs) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True, **kwargs)
@@ -107,6 +117,14 @@ def ensure(settings: Settings, detached: bool) -> RedisServer:
     return start(settings, detached)
 
 
+def acl_arguments(settings: Settings) -> list[str]:
+    """``--user`` directives: a password for ``default`` (labkit, notebooks, tests) and one user per service."""
+    arguments = ["--user", "default", "on", f">{acl.password(settings, 'default')}", "~*", "&*", "+@all"]
+    for setuser in acl.setuser_commands(settings, SERVICE_NAMES):
+        arguments += ["--user", *setuser]
+    return arguments
+
+
 def start(settings: Settings, detached: bool) -> RedisServer:
     host, port = "127.0.0.1", settings.redis_port
     if procs.port_in_use(host, port):
@@ -115,10 +133,11 @@ def start(settings: Settings, detached: bool) -> RedisServer:
     data_dir = settings.run_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no"]
+            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no", *acl_arguments(settings)]
     log_path = settings.run_dir / "logs" / "redis.log"
     proc = procs.spawn("redis", argv, env={"PATH": "/usr/bin:/bin"}, log_path=log_path, detached=detached)
-    url = f"redis://{host}:{port}/0"
+    admin = acl.password(settings, "default")
+    url = f"redis://default:{admin}@{host}:{port}/0"
     deadline = time.monotonic() + 10
     while not _answers(url):
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -18,7 +18,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 
-from . import redis_client
+from . import acl, redis_client
 from .db import Database
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .health import health_router
@@ -60,8 +60,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         if not settings.redis_url:
             raise RuntimeError("REDIS_URL is not set: start the services with `labkit start-all`, "
                                "which starts Redis and passes its URL on")
-        app.state.redis = redis_client.connect(settings.redis_url, settings.redis_timeout_s,
-                                               client_name=instance_id)
+        redis_url = acl.service_url(settings, spec.name) if settings.redis_acl else settings.redis_url
+        app.state.redis = redis_client.connect(redis_url, settings.redis_timeout_s, client_name=instance_id)
         app.state.http = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         app.state.db = (Database(settings.database_path(spec.name), spec.schema, settings.sor_latency_ms)
                         if spec.schema else None)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "LAB_REDIS_URL"))
     redis_port: int = 6390
     redis_maxmemory: str = "256mb"
+    # Set by labkit when it created one ACL user per service: each service then connects as its own user.
+    redis_acl: bool = False
 
     # Where services listen and what address they advertise to others.
     host: str = "127.0.0.1"
