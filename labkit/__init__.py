@@ -9,7 +9,7 @@ From a notebook::
 """
 
 from .errors import LabkitError, PortBusyError
-from .lab import Lab, get_settings, logs, restart, start_all, status, stop_all
+from .lab import Lab, get_settings, kill_instance, logs, restart, restart_instance, scale, start_all, status, stop_all
 
-__all__ = ["Lab", "LabkitError", "PortBusyError", "get_settings", "logs", "restart", "start_all", "status",
-           "stop_all"]
+__all__ = ["Lab", "LabkitError", "PortBusyError", "get_settings", "kill_instance", "logs", "restart",
+           "restart_instance", "scale", "start_all", "status", "stop_all"]

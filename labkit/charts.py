@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 import numpy as np
 import pandas as pd
 
@@ -257,6 +257,7 @@ def fault_timeline(requests: pd.DataFrame, events: pd.DataFrame, title: str, buc
     bottom.plot(per.index + bucket_s / 2, per["worst"], marker=".", linestyle=":", label="slowest")
     bottom.set_yscale("log")
     bottom.yaxis.set_major_formatter(ScalarFormatter())
+    bottom.yaxis.set_minor_formatter(NullFormatter())
     bottom.set_ylabel("latency (ms, log)")
     bottom.set_xlabel("seconds since the traffic started")
     bottom.legend(loc="upper right")
@@ -266,5 +267,189 @@ def fault_timeline(requests: pd.DataFrame, events: pd.DataFrame, title: str, buc
     for _, mark in events.iterrows():
         top.annotate(mark["event"], (mark["t_s"], 100), rotation=90, va="top", ha="right", fontsize=8)
     top.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def cold_vs_warm_latency(df: pd.DataFrame, sor_latency_ms: float):
+    """Lesson 01: the latency distribution of MISSes and HITs, with the system of record's delay marked."""
+    fig = latency_distribution(df, title="Reading one policy: cache empty (MISS) vs cached (HIT)")
+    ax = fig.axes[0]
+    ax.axvline(sor_latency_ms, color="black", linestyle=":", linewidth=1.5,
+               label=f"system of record's simulated latency ({sor_latency_ms:g} ms)")
+    ax.legend()
+    _plain_numbers(ax.xaxis)
+    return fig
+
+
+def cache_hit_rate_lines(df: pd.DataFrame, by: str, x: str, xlabel: str, title: str):
+    """Lesson 01: share of hits per bucket ``x``, one line per ``by`` (TTL, eviction policy)."""
+    fig, ax = plt.subplots()
+    for label, group in df.groupby(by, sort=False):
+        rate = group.groupby(x)["hit"].mean() * 100
+        ax.plot(rate.index, rate.values, marker=".", label=f"{label} (overall {group['hit'].mean():.0%})")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("cache hit rate (%)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def round_trips_vs_n(df: pd.DataFrame):
+    """Lesson 01: median time to read N values — N GETs vs one MGET vs one pipeline (log-log)."""
+    fig, ax = plt.subplots()
+    for method, group in df.groupby("method", sort=False):
+        median = group.groupby("n")["latency_ms"].median()
+        ax.plot(median.index, median.values, marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_numbers(ax.xaxis, ax.yaxis)
+    ax.set_xlabel("values read (N, log scale)")
+    ax.set_ylabel("median time for all N (ms, log scale)")
+    ax.set_title("One round trip per value vs one round trip for all")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def hit_counters(df: pd.DataFrame):
+    """Lesson 01: hits and misses as the service counted them and as Redis's INFO counted them."""
+    fig, ax = plt.subplots()
+    labels = df["counted by"].tolist()
+    ax.barh(labels, df["hits"], color="tab:green", label="hits")
+    ax.barh(labels, df["misses"], left=df["hits"], color="tab:orange", label="misses")
+    for i, row in df.reset_index(drop=True).iterrows():
+        ax.text(row["hits"] + row["misses"], i, f"  hit rate {row['hit_rate']:.1%}", va="center")
+    ax.set_xlabel("lookups during the run")
+    ax.set_title("The same traffic, counted by the service and by Redis")
+    ax.legend(loc="lower right")
+    ax.set_xlim(0, (df["hits"] + df["misses"]).max() * 1.35)
+    fig.tight_layout()
+    return fig
+
+
+# --- lessons 03 and 05: discovery and the gateway -----------------------------------------------------
+
+def kill_timeline(df: pd.DataFrame, bucket_s: float = 0.25):
+    """Lesson 03: requests per instance (stacked) and failed requests per time bucket around a SIGKILL,
+    with the moments the gateway and the registry noticed marked."""
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    bucket = (df["t_s"] // bucket_s) * bucket_s
+    served = df[df["ok"]].groupby([bucket[df["ok"]], "served_by"]).size().unstack(fill_value=0) / bucket_s
+    if not served.empty:
+        ax.stackplot(served.index, served.T.values, labels=served.columns, alpha=0.75, step="post")
+    failed = df[~df["ok"]].groupby(bucket[~df["ok"]]).size() / bucket_s
+    if not failed.empty:
+        ax.bar(failed.index, failed.values, width=bucket_s, align="edge", color="tab:red", label="failed")
+    styles = {"killed": ("red", "-", "SIGKILL"), "gateway_stops_routing": ("black", "--", "gateway stops routing"),
+              "registry_expires": ("purple", ":", "registration expired")}
+    for name, (colour, line, text) in styles.items():
+        t = df.attrs.get("milestones", {}).get(name)
+        if t is not None:
+            ax.axvline(t, color=colour, linestyle=line, linewidth=1.5, label=f"{text} ({t:.2f} s)")
+    ax.set_xlabel("seconds since the traffic started")
+    ax.set_ylabel("requests per second")
+    ax.set_title("One of three instances SIGKILLed under traffic")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def requests_per_instance(df: pd.DataFrame):
+    """Lesson 05: how many requests each instance served, one group of bars per strategy."""
+    table = df.groupby(["strategy", "served_by"], sort=False).size().unstack(fill_value=0)
+    fig, ax = plt.subplots()
+    table.plot.bar(ax=ax, rot=0)
+    ax.set_xlabel("balancing strategy")
+    ax.set_ylabel("requests served")
+    ax.set_title("Requests per instance, per strategy (X-Served-By)")
+    ax.legend(title="instance", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def p99_per_strategy(df: pd.DataFrame, slow_instance: str | None = None):
+    """Lesson 05: p50, p90 and p99 latency per strategy when one instance is slow."""
+    table = df.groupby("strategy", sort=False)["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack()
+    table.columns = ["p50", "p90", "p99"]
+    fig, ax = plt.subplots()
+    table.plot.bar(ax=ax, rot=0, color=["tab:blue", "tab:green", "tab:orange"])
+    for i, value in enumerate(table["p99"]):
+        ax.annotate(f"{value:.0f}", (i + 0.17, value), ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel("balancing strategy")
+    ax.set_ylabel("latency through the gateway (ms)")
+    ax.set_title("One slow instance" + (f" ({slow_instance})" if slow_instance else "") + ": latency per strategy")
+    fig.tight_layout()
+    return fig
+
+
+def rate_limit_over_time(df: pd.DataFrame, limit: int | None = None):
+    """Lesson 05: allowed vs refused (429) requests per second for one client."""
+    second = df["t_s"].astype(int)
+    table = df.groupby([second, df["allowed"].map({True: "allowed", False: "refused (429)"})]).size().unstack(
+        fill_value=0)
+    fig, ax = plt.subplots()
+    colours = {"allowed": "tab:green", "refused (429)": "tab:red"}
+    table.plot.bar(ax=ax, stacked=True, rot=0, color=[colours[c] for c in table.columns])
+    if limit is not None:
+        ax.axhline(limit, linestyle="--", color="grey", label=f"limit ({limit} per window)")
+        ax.legend()
+    ax.set_xlabel("second of the run")
+    ax.set_ylabel("requests")
+    ax.set_title("Sliding-window rate limiter at the gateway")
+    fig.tight_layout()
+    return fig
+
+
+def stale_vs_hit_rate(summary: pd.DataFrame):
+    """Lesson 06: one point per coherence strategy — how often it hit, how often it returned a stale value."""
+    fig, ax = plt.subplots()
+    for strategy, row in summary.iterrows():
+        ax.scatter(row["hit_rate"] * 100, row["stale_rate"] * 100, s=60)
+        ax.annotate(strategy, (row["hit_rate"] * 100, row["stale_rate"] * 100), textcoords="offset points",
+                    xytext=(6, 4), fontsize=9)
+    ax.set_xlabel("cache hit rate (%)")
+    ax.set_ylabel("stale reads (% of reads)")
+    ax.set_title("Coherence strategies: hit rate vs stale reads (same workload)")
+    ax.set_ylim(bottom=-2)
+    fig.tight_layout()
+    return fig
+
+
+def staleness_windows(reads: pd.DataFrame):
+    """Lesson 06: for the stale reads of each strategy, how long the value had already been replaced (ms)."""
+    stale = reads[reads["stale"] & (reads["staleness_ms"] > 0)]
+    strategies = [s for s in reads["strategy"].unique() if s in set(stale["strategy"])]
+    fig, ax = plt.subplots()
+    if strategies:
+        ax.boxplot([stale.loc[stale["strategy"] == s, "staleness_ms"] for s in strategies], whis=(1, 99),
+                   showfliers=False)
+        ax.set_xticks(range(1, len(strategies) + 1), strategies, rotation=20)
+        ax.set_yscale("log")
+        _plain_numbers(ax.yaxis)
+    none = [s for s in reads["strategy"].unique() if s not in strategies]
+    ax.set_ylabel("staleness window (ms, log)")
+    ax.set_title("How stale the stale reads were (box p25-p75, whiskers p1-p99)"
+                 + (f"\nno stale read: {', '.join(none)}" if none else ""))
+    fig.tight_layout()
+    return fig
+
+
+def stampede_loads(loads: pd.DataFrame):
+    """Lesson 06: system-of-record loads per refresh of a hot key under many concurrent readers."""
+    per = loads.groupby(["protection", "refresh"], sort=False).size().rename("loads").reset_index()
+    fig, ax = plt.subplots()
+    protections = list(per["protection"].unique())
+    means = [per.loc[per["protection"] == p, "loads"].mean() for p in protections]
+    bars = ax.bar(protections, means, color=["tab:red", "tab:green", "tab:blue"][:len(protections)])
+    for bar, mean in zip(bars, means):
+        ax.annotate(f"{mean:.1f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom")
+    ax.set_yscale("log")
+    _plain_numbers(ax.yaxis)
+    ax.set_xlabel("stampede protection")
+    ax.set_ylabel("loads on the system of record per refresh (log)")
+    ax.set_title("A hot key expires under concurrent readers")
     fig.tight_layout()
     return fig

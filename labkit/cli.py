@@ -43,6 +43,11 @@ def cmd_restart(args) -> int:
     return 0
 
 
+def cmd_scale(args) -> int:
+    print(lab_module.scale(args.name, args.n, detached=True))
+    return 0
+
+
 def cmd_seed(args) -> int:
     from .seed import seed
 
@@ -103,6 +108,36 @@ def cmd_api_key(args) -> int:
     return 0
 
 
+def cmd_load(args) -> int:
+    """Load the running lab; exit 1 if an open-loop run fell behind its schedule (percentiles refused)."""
+    from .analyze import route_summary, table_rows
+    from .load import run_load
+
+    result = run_load(mode=args.mode, rate=args.rate, concurrency=args.concurrency, duration=args.duration,
+                      mix=args.mix, target=args.target, out=args.out, progress=not args.no_progress)
+    print(result.report())
+    print(text_table(table_rows(route_summary(result))))
+    print(f"\nanalyze it: labkit analyze {result.path}")
+    return 1 if result.percentiles_refused else 0
+
+
+def cmd_analyze(args) -> int:
+    from .analyze import analyze
+
+    print(analyze(*args.results, out_dir=args.out, live=not args.offline).report())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    """Run every benchmarks/*.py script and print one table (the scripts live beside labkit, not in it)."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from benchmarks import run_all
+
+    argv = ["--seconds", str(args.seconds)] + (["--only", *args.only] if args.only else [])
+    return 1 if run_all.main(argv)["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="The redis-insurance-lab bench.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -121,12 +156,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help=f"one of: redis, {', '.join(SERVICE_NAMES)}")
     p.add_argument("-n", "--lines", type=int, default=50)
     add("restart", cmd_restart, "restart one service").add_argument("name", choices=SERVICE_NAMES)
+    p = add("scale", cmd_scale, "run N instances of a service (extra ones on free ports, named NAME#2, NAME#3 ...)")
+    p.add_argument("name", choices=SERVICE_NAMES)
+    p.add_argument("n", type=int, help="how many instances in all (1 = only the first one)")
     add("seed", cmd_seed, "load the deterministic sample data (skipped if already loaded)")
     add("api-key", cmd_api_key, "print the lab's API key (the system user at the gateway), for curl")
     add("verify", cmd_verify, "check Redis, every service, the gateway routes and a full workflow")
     add("grade", cmd_grade, "run a notebook's graded checks and print a summary").add_argument("notebook")
     add("exercises", cmd_exercises, "generate exercises/ from solutions/, or check they match") \
         .add_argument("action", choices=["build", "check"])
+    p = add("load", cmd_load, "load the lab with an insurance mix; one record per request in a CSV")
+    p.add_argument("--mode", choices=["open", "closed"], default="open",
+                   help="open: fixed arrival rate (no coordinated omission); closed: N workers, back to back")
+    p.add_argument("--rate", type=float, default=200, help="open loop: requests per second (default 200)")
+    p.add_argument("-c", "--concurrency", type=int, default=16, help="connections / workers (default 16)")
+    p.add_argument("-d", "--duration", type=float, default=10, help="seconds (default 10)")
+    p.add_argument("--mix", default="insurance",
+                   help="a named mix (insurance, reads) or weights: read_policy=3,read_claim=1,submit_claim=1")
+    p.add_argument("--target", default="gateway", choices=["gateway", "policy", "claims", "customer"],
+                   help="through the gateway (default) or straight to one service (its own operations only)")
+    p.add_argument("--out", help="results file (default: <run dir>/results/load-<run>.csv)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = add("analyze", cmd_analyze, "summarize load results per route, with Redis INFO; write PNG charts")
+    p.add_argument("results", nargs="+", help="results file(s) from `labkit load` (several: compared)")
+    p.add_argument("--out", help="directory for the PNGs and summary.csv (default: beside the first file)")
+    p.add_argument("--offline", action="store_true", help="records only: do not ask Redis or the services")
+    p = add("bench", cmd_bench, "run every benchmark with short durations; one table of figures vs targets")
+    p.add_argument("--seconds", type=float, default=2.0, help="measuring time per contender (default 2)")
+    p.add_argument("--only", nargs="*", help="only these benchmarks (e.g. gateway_hop load_targets)")
     return parser
 
 

@@ -7,7 +7,9 @@ so a notebook can call it at the top of every lesson. Ports, URLs and the run di
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -106,7 +108,7 @@ def settings_env(settings: Settings, redis_url: str, managed_acl: bool = False) 
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
         if name != "redis_url" and value is not None:
-            env[f"LAB_{name.upper()}"] = str(value)
+            env[f"LAB_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     env["REDIS_URL"] = redis_url
     env["LAB_REDIS_ACL"] = "1" if managed_acl else "0"
     env["PYTHONUNBUFFERED"] = "1"
@@ -176,7 +178,108 @@ def status(settings: Settings | None = None, server: redis_server.RedisServer | 
     settings = settings or get_settings()
     server = server or redis_server.current(settings)
     records = procs.read_pidfiles(settings.run_dir)
-    return Lab(settings, server, [_service_status(settings, name, records) for name in SERVICE_NAMES])
+    services = []
+    for name in SERVICE_NAMES:
+        services.append(_service_status(settings, name, records))
+        services += [_instance_status(records[extra]) for extra in _extra_instances(records, name)]
+    return Lab(settings, server, services)
+
+
+# --- lesson 03: more than one instance of a service ----------------------------------------------------
+# The first instance of a service is its plain name on its settings port (``claims``); extra instances are
+# ``claims#2``, ``claims#3`` ... on free ports, each with its own pidfile, log and registration in Redis.
+
+def _extra_instances(records: dict[str, procs.ProcRecord], service: str) -> list[str]:
+    """Pidfile names ``service#k``, sorted by k."""
+    found = [name for name in records if name.split("#")[0] == service and "#" in name]
+    return sorted(found, key=lambda name: int(name.split("#")[1]))
+
+
+def _instance_status(record: procs.ProcRecord) -> ServiceStatus:
+    health = procs.get_health(record.url)
+    if health and health.get("service") == record.name.split("#")[0]:
+        return ServiceStatus(record.name, record.url, "healthy" if health["status"] == "ok" else "degraded",
+                             health.get("pid"), health.get("version"), health.get("instance"))
+    return ServiceStatus(record.name, record.url, "down" if procs.is_alive(record.pid) else "stopped", record.pid)
+
+
+def _spawn_instance(settings: Settings, env: dict, name: str, port: int, detached: bool):
+    url = f"http://{settings.advertised_host}:{port}"
+    argv = [sys.executable, "-m", "services.run", name.split("#")[0], "--port", str(port)]
+    log_path = settings.run_dir / "logs" / f"{name}.log"
+    proc = procs.spawn(name, argv, env, log_path, detached)
+    procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(),
+                                                           argv))
+    return proc, url, log_path
+
+
+def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool | None = None,
+          weights: dict[int, int] | None = None, timeout: float = 30.0) -> Lab:
+    """Run exactly ``n`` instances of service ``name``: start ``name#2``.. on free ports, or stop the extra ones
+    (gracefully: they deregister). A dead extra instance (SIGKILLed) is started again on its old port.
+    ``weights`` ({2: 3}) gives instance #k a weight for the gateway's weighted strategy.
+    """
+    settings = settings or get_settings()
+    if name not in SERVICE_NAMES:
+        raise LabkitError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
+    if n < 1:
+        raise LabkitError("n must be at least 1 (the first instance is managed by start-all/stop-all)")
+    server = redis_server.current(settings)
+    if server is None:
+        raise LabkitError("the lab is not running: `labkit start-all` (or labkit.start_all()) first")
+    records = procs.read_pidfiles(settings.run_dir)
+    for extra in _extra_instances(records, name):
+        if int(extra.split("#")[1]) > n:
+            record = records[extra]
+            if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, "services."):
+                procs.stop_pid(record.pid)
+            procs.remove_pidfile(settings.run_dir, extra)
+    started = {}
+    for k in range(2, n + 1):
+        extra = f"{name}#{k}"
+        record = records.get(extra)
+        if record and procs.is_alive(record.pid):
+            continue
+        port = record.port if record and not procs.port_in_use(settings.host, record.port) else procs.free_port()
+        env = settings_env(settings, server.url, managed_acl=server.managed)
+        if weights and k in weights:
+            env["LAB_INSTANCE_WEIGHT"] = str(weights[k])
+        started[extra] = _spawn_instance(settings, env, extra, port, bool(detached))
+    for extra, (proc, url, log_path) in started.items():
+        procs.wait_healthy(extra, url, proc, log_path, timeout=timeout)
+    return status(settings, server)
+
+
+def kill_instance(name: str, settings: Settings | None = None) -> int:
+    """SIGKILL one instance (``claims`` or ``claims#2``): no graceful shutdown, no deregistration — its
+    registration just stops being renewed. Returns the pid. The pidfile stays, so ``scale`` (or
+    ``restart_instance``) starts it again on the same port."""
+    settings = settings or get_settings()
+    record = procs.read_pidfiles(settings.run_dir).get(name)
+    if record is None or not procs.is_alive(record.pid) or not procs.looks_like_ours(record.pid, "services."):
+        raise LabkitError(f"no running instance named {name!r}; see `labkit status`")
+    os.kill(record.pid, signal.SIGKILL)
+    procs.stop_pid(record.pid, timeout=2)  # already dead: this only waits for it and reaps it
+    return record.pid
+
+
+def restart_instance(name: str, settings: Settings | None = None, *, detached: bool | None = None) -> Lab:
+    """Start a stopped or killed instance again: ``claims#2`` on its old port, ``claims`` via ``restart``."""
+    settings = settings or get_settings()
+    if "#" not in name:
+        return restart(name, settings)
+    record = procs.read_pidfiles(settings.run_dir).get(name)
+    if record is None:
+        raise LabkitError(f"no instance named {name!r} was ever started; use scale()")
+    if procs.is_alive(record.pid):
+        procs.stop_pid(record.pid)
+    server = redis_server.current(settings)
+    if server is None:
+        raise LabkitError("the lab is not running: `labkit start-all` first")
+    env = settings_env(settings, server.url, managed_acl=server.managed)
+    proc, url, log_path = _spawn_instance(settings, env, name, record.port, bool(detached))
+    procs.wait_healthy(name, url, proc, log_path)
+    return status(settings, server)
 
 
 def stop_all(settings: Settings | None = None) -> list[str]:

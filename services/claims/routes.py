@@ -1,12 +1,19 @@
-"""Claim routes: submit, read, list (by policy, customer, status) and move through the lifecycle."""
+"""Claim routes: submit, read, list (by policy, customer, status) and move through the lifecycle.
+
+Lesson 01: a claim by id is read through the cache (``X-Cache``). A new claim or a status change commits
+first, then drops the claim's copy and what depends on its policy and customer (the customer's overview,
+which the customer service built — the tag sets let this service find it without asking).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from services.core import keys
 from services.core.access import Caller
+from services.core.caching import CacheDep, read_batch
 from services.core.errors import LabError, not_found
 from services.core.ids import ID_PATTERN, ClaimId
 from services.core.knobs import apply_fault_knobs
@@ -23,7 +30,7 @@ router = APIRouter(prefix="/claims", tags=["claims"], dependencies=[Depends(appl
 
 
 @router.post("", status_code=201, response_model=Claim)
-async def submit_claim(data: ClaimIn, request: Request, who: Caller):
+async def submit_claim(data: ClaimIn, request: Request, who: Caller, cache: CacheDep):
     who.require("customer", "agent")
     policy = await fetch_peer_entity(request, "policy", f"/policies/{data.policy_id}")
     if policy is None or not who.owns(policy["customer_id"]):  # someone else's policy looks like none at all
@@ -33,8 +40,11 @@ async def submit_claim(data: ClaimIn, request: Request, who: Caller):
     if data.amount_cents > policy["coverage_cents"]:
         raise LabError(422, "over_coverage",
                        f"amount_cents exceeds the policy's coverage of {policy['coverage_cents']}", "amount_cents")
-    return repo.create_claim(request.app.state.db, data.policy_id, policy["customer_id"], data.amount_cents,
-                             data.description, actor=who.sub, coverage_cents=policy["coverage_cents"])
+    claim = repo.create_claim(request.app.state.db, data.policy_id, policy["customer_id"], data.amount_cents,
+                              data.description, actor=who.sub, coverage_cents=policy["coverage_cents"])
+    await cache.invalidate("claim", claim["id"], parents=[claim["policy_id"], claim["customer_id"]],
+                           reason="claim.submitted")
+    return claim
 
 
 @router.get("", response_model=Page)
@@ -51,9 +61,19 @@ async def list_claims(
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
+@router.get("/batch")
+async def get_claims_batch(request: Request, who: Caller, cache: CacheDep,
+                           ids: Annotated[str, Query(description="comma-separated, up to 100")]):
+    """Many claims in one round trip to Redis; invalid or unknown ids are reported per id."""
+    db = request.app.state.db
+    return await read_batch(cache, "claim", ids, lambda i: repo.get_claim(db, i),
+                            visible=lambda c: who.owns(c["customer_id"]))
+
+
 @router.get("/{claim_id}", response_model=Claim)
-async def get_claim(claim_id: ClaimId, request: Request, who: Caller):
-    claim = await repo.get_claim(request.app.state.db, claim_id)
+async def get_claim(claim_id: ClaimId, request: Request, response: Response, who: Caller, cache: CacheDep):
+    claim = await cache.read(response, "claim", keys.cache_entity("claim", claim_id),
+                             lambda: repo.get_claim(request.app.state.db, claim_id))
     if claim is None:
         raise not_found("claim", claim_id)
     who.ensure_sees(claim["customer_id"], "claim", claim_id)
@@ -61,7 +81,8 @@ async def get_claim(claim_id: ClaimId, request: Request, who: Caller):
 
 
 @router.post("/{claim_id}/status", response_model=Claim)
-async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request, who: Caller):
+async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request, who: Caller,
+                              cache: CacheDep):
     who.require("adjuster")
     db = request.app.state.db
     claim = await repo.get_claim(db, claim_id)
@@ -78,6 +99,8 @@ async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, requ
     if updated is None:
         raise LabError(409, "concurrent_change", f"claim {claim_id} changed while this request ran; retry",
                        "status")
+    await cache.invalidate("claim", claim_id, parents=[updated["policy_id"], updated["customer_id"]],
+                           reason="claim.status_changed")
     return updated
 
 

@@ -39,14 +39,20 @@ def _topic_keys(topic: str) -> list[str]:
 
 
 def key_patterns(service: str) -> list[str]:
-    shared = [keys.registry_prefix() + "*", f"{keys.PREFIX}:stats:{service}:*", keys.cache_prefix() + "*"]
+    """Glob patterns of the keys ``service`` may touch, made by calling the key schema with ``*``."""
+    shared = [
+        keys.registry_prefix() + "*", keys.registry_index("*"),  # every instance registers (lesson 03)
+        keys.stats(service, "*"),
+        keys.cache_prefix() + "*", keys.cache_tags("*"),  # the cache is shared: any service may invalidate
+        keys.cache_generation("*", "*"), keys.cache_lock("*", "*"),  # coherence bookkeeping (lesson 06)
+    ]
     own = {
         "customer": _topic_keys("customers"),
         "policy": _topic_keys("policies"),
         "claims": _topic_keys("claims"),
         "worker": _topic_keys("claims") + [keys.processed("*", "*"), keys.risk_scores()],
         "gateway": [keys.session("*"), keys.user_sessions("*"), keys.login_attempts("*", "*"),
-                    f"{keys.PREFIX}:ratelimit:*", f"{keys.PREFIX}:gateway:*"],
+                    keys.rate_limit("*")],
     }
     return shared + own.get(service, [])
 

@@ -19,7 +19,9 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request
 
 from . import acl, redis_client
+from .caching import install_cache_stats
 from .db import Database
+from .discovery import start_registration, stop_registration
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .health import health_router
 from .knobs import Knobs, knobs_router
@@ -67,9 +69,11 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
                         if spec.schema else None)
         for hook in spec.on_startup:
             await hook(app)
+        start_registration(app)  # lesson 03: register in Redis, heartbeat, deregister on shutdown
         try:
             yield
         finally:
+            await stop_registration(app)
             for hook in reversed(spec.on_shutdown):
                 await hook(app)
             await app.state.http.aclose()
@@ -89,6 +93,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(knobs_router, responses=ERROR_RESPONSES)
+    install_cache_stats(app)  # lesson 01: cache counters, GET /stats and GET /metrics
     for router in spec.routers:
         app.include_router(router, responses=ERROR_RESPONSES)
     for middleware, options in spec.middleware:

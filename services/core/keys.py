@@ -40,6 +40,39 @@ def cache_list(kind: str, owner_id: str) -> str:
     return f"{PREFIX}:cache:{kind}:{{{owner_id}}}:list"
 
 
+def cache_list_page(kind: str, owner_id: str, limit: int, offset: int) -> str:
+    """One cached page of an entity's list: ``lab:cache:policies:{CUS-000001}:list:20:0`` (lesson 01)."""
+    return f"{cache_list(kind, owner_id)}:{limit}:{offset}"
+
+
+def cache_tags(entity_id: str) -> str:
+    """The tag set of one entity: every cached key built from it (``lab:cache-tags:{CUS-000001}``).
+
+    Invalidating the entity deletes these keys too. Same hash tag as the entity's own cached copy; outside
+    the ``lab:cache:`` prefix so a near cache tracking that prefix does not track the bookkeeping.
+    """
+    return f"{PREFIX}:cache-tags:{{{entity_id}}}"
+
+
+def cache_generation(kind: str, entity_id: str) -> str:
+    """The write counter of one cached entity (lesson 06): a writer bumps it, a fill checks it first.
+
+    Also the current version for the versioned-keys strategy. Same hash tag as the cached copy (one Lua
+    script touches both); outside ``lab:cache:`` so a near cache tracking that prefix ignores it.
+    """
+    return f"{PREFIX}:cache-gen:{kind}:{{{entity_id}}}"
+
+
+def cache_versioned(kind: str, entity_id: str, version: int | str) -> str:
+    """One version of a cached entity (versioned keys): ``lab:cache:policy:{POL-000042}:v7``."""
+    return f"{cache_entity(kind, entity_id)}:v{version}"
+
+
+def cache_lock(kind: str, entity_id: str) -> str:
+    """Single-flight lock: whoever holds it is the one reader reloading this entity (lesson 06)."""
+    return f"{PREFIX}:cache-lock:{kind}:{{{entity_id}}}"
+
+
 def registry_instance(service: str, instance_id: str) -> str:
     """One live instance of a service; expires unless its heartbeat renews it."""
     return f"{PREFIX}:registry:{service}:{instance_id}"

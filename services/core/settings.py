@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     # The system of record is a "slow core insurance system": this many ms are added to every query.
     sor_latency_ms: float = 0.0
 
+    # Caching (lesson 01): cache-aside reads of entities, lists and the customer overview.
+    cache_enabled: bool = True  # False: every read goes to the system of record (X-Cache: MISS)
+    cache_ttl_strategy: str = "jittered"  # fixed | jittered | sliding (see services/patterns/cache.py)
+    cache_ttl_s: float = 300.0  # default TTL of a cached copy
+    cache_ttl_per_kind: dict[str, float] = {"customer": 600, "policy": 300, "claim": 60, "policies": 120,
+                                            "overview": 60}  # e.g. LAB_CACHE_TTL_PER_KIND='{"claim":30}'
+    cache_jitter: float = 0.1  # jittered: TTL * (1 ± jitter)
+    cache_negative_ttl_s: float = 5.0  # "no such id" is cached this long; 0 = never
+    cache_timeout_s: float = 0.25  # a cache call slower than this counts as a miss (fail open)
+
     # Timeouts (seconds) for one upstream call from the gateway or between services.
     upstream_timeout_s: float = 5.0
     redis_timeout_s: float = 1.0

@@ -1,17 +1,25 @@
-"""Customer routes: CRUD plus a filtered, paginated list."""
+"""Customer routes: CRUD plus a filtered, paginated list, and the cached cross-service overview (lesson 01).
+
+Reads by id go through the cache (``X-Cache: HIT|MISS``); every committed write then invalidates the
+cached copy and what was derived from it (the customer's overview, their policies' list pages).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from services.core import keys
 from services.core.access import Caller
+from services.core.caching import CacheDep, read_batch
 from services.core.errors import not_found
 from services.core.ids import CustomerId
 from services.core.knobs import apply_fault_knobs
 from services.core.models import Customer, CustomerIn, CustomerPatch, Page, RiskTier
 from services.core.paging import PageDep
+from services.core.peers import fetch_peer_entity
 
 from . import repository as repo
 
@@ -19,9 +27,11 @@ router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Depend
 
 
 @router.post("", status_code=201, response_model=Customer)
-async def create_customer(data: CustomerIn, request: Request, who: Caller):
+async def create_customer(data: CustomerIn, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
-    return repo.create_customer(request.app.state.db, data)
+    customer = repo.create_customer(request.app.state.db, data)
+    await cache.invalidate("customer", customer["id"], reason="customer.created")  # a cached "no such id"
+    return customer
 
 
 @router.get("", response_model=Page)
@@ -32,30 +42,78 @@ async def list_customers(request: Request, page: PageDep, who: Caller,
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
+@router.get("/batch")
+async def get_customers_batch(request: Request, who: Caller, cache: CacheDep,
+                              ids: Annotated[str, Query(description="comma-separated, up to 100")]):
+    """Many customers in one round trip to Redis; invalid or unknown ids are reported per id."""
+    db = request.app.state.db
+    return await read_batch(cache, "customer", ids, lambda i: repo.get_customer(db, i),
+                            visible=lambda c: who.owns(c["id"]))
+
+
 @router.get("/{customer_id}", response_model=Customer)
-async def get_customer(customer_id: CustomerId, request: Request, who: Caller):
+async def get_customer(customer_id: CustomerId, request: Request, response: Response, who: Caller,
+                       cache: CacheDep):
     who.ensure_sees(customer_id, "customer", customer_id)
-    customer = await repo.get_customer(request.app.state.db, customer_id)
+    customer = await cache.read(response, "customer", keys.cache_entity("customer", customer_id),
+                                lambda: repo.get_customer(request.app.state.db, customer_id))
     if customer is None:
         raise not_found("customer", customer_id)
     return customer
 
 
 @router.patch("/{customer_id}", response_model=Customer)
-async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request, who: Caller):
+async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request, who: Caller,
+                          cache: CacheDep):
     who.require("agent")
-    customer = repo.update_customer(request.app.state.db, customer_id, change)
+    customer = repo.update_customer(request.app.state.db, customer_id, change)  # the system of record first
     if customer is None:
         raise not_found("customer", customer_id)
+    await cache.invalidate("customer", customer_id, reason="customer.updated")  # then drop the copies
     return customer
 
 
 @router.delete("/{customer_id}", status_code=204)
-async def delete_customer(customer_id: CustomerId, request: Request, who: Caller):
+async def delete_customer(customer_id: CustomerId, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
     if not repo.delete_customer(request.app.state.db, customer_id):
         raise not_found("customer", customer_id)
+    await cache.invalidate("customer", customer_id, reason="customer.deleted")
     return Response(status_code=204)
+
+
+OPEN_CLAIM = ("submitted", "under_review", "approved")  # approved is still open until it is paid
+
+
+@router.get("/{customer_id}/overview")
+async def customer_overview(customer_id: CustomerId, request: Request, response: Response, who: Caller,
+                            cache: CacheDep):
+    """The customer, their policies and their open claims — composed from three services, cached as a whole.
+
+    The cached overview joins the tag set of every entity it was built from (the customer, each policy,
+    each open claim), so the policy and claims services drop it when they write one of them.
+    """
+    who.ensure_sees(customer_id, "customer", customer_id)
+
+    async def build() -> dict | None:
+        customer = await repo.get_customer(request.app.state.db, customer_id)
+        if customer is None:
+            return None
+        policies, claims = await asyncio.gather(
+            fetch_peer_entity(request, "policy", f"/policies?customer_id={customer_id}&limit=100"),
+            fetch_peer_entity(request, "claims", f"/claims?customer_id={customer_id}&limit=100"))
+        open_claims = [c for c in claims["items"] if c["status"] in OPEN_CLAIM]
+        return {"customer": customer, "policies": policies["items"], "policies_total": policies["total"],
+                "open_claims": open_claims}
+
+    def built_from(overview: dict) -> list[str]:
+        return [customer_id, *(p["id"] for p in overview["policies"]), *(c["id"] for c in overview["open_claims"])]
+
+    overview = await cache.read(response, "overview", keys.cache_entity("overview", customer_id), build,
+                                tags=built_from)
+    if overview is None:
+        raise not_found("customer", customer_id)
+    return overview
 
 
 @router.get("/{customer_id}/notifications")

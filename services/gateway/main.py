@@ -2,32 +2,65 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from fastapi import FastAPI
 
 from services.auth.routes import router as auth_router
 from services.auth.users import open_user_store
+from services.core import keys
 from services.core.app import ServiceSpec, create_app
+from services.patterns.envelope import Event
+from services.patterns.ratelimit import SlidingWindowLimiter
+from services.patterns.subscriber import subscribe_forever
 
 from .proxy import ProxyMiddleware
 from .routes import router, services_health
-from .upstreams import StaticUpstreams
+from .response_cache import ENTITY_ID, INVALIDATING_CHANNELS, ResponseCache
+from .upstreams import RegistryUpstreams, StaticUpstreams
 
 
 async def open_upstreams(app: FastAPI) -> None:
     settings = app.state.settings
-    app.state.upstreams = StaticUpstreams(settings)
     app.state.upstream_session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
         timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s, connect=1.0),
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding"),
     )
+    if settings.gateway_discovery == "static":
+        app.state.upstreams = StaticUpstreams(settings)
+    else:
+        app.state.upstreams = RegistryUpstreams(settings, app.state.redis, app.state.upstream_session)
+    await app.state.upstreams.start()
+    app.state.rate_limiter = (SlidingWindowLimiter(app.state.redis, settings.rate_limit_requests,
+                                                   settings.rate_limit_window_s)
+                              if settings.rate_limit_requests > 0 else None)
+    app.state.response_cache = ResponseCache(settings.gateway_cache_ttl_s)
+    app.state.cache_invalidation = asyncio.create_task(subscribe_forever(
+        app.state.redis, [keys.channel(name) for name in INVALIDATING_CHANNELS],
+        lambda event: drop_cached_answers(app, event)), name="gateway-cache-invalidation")
     app.state.health_extra = services_health
     app.state.user_db = open_user_store(settings.database_path("gateway-users"))
 
 
+async def drop_cached_answers(app: FastAPI, event: Event) -> None:
+    """An entity changed (domain event or cache.invalidated): drop every cached answer that holds it, and
+    those holding an entity the event names in its data (a new claim changes its policy's claim list)."""
+    cache: ResponseCache = app.state.response_cache
+    if not cache.answers:
+        return
+    cache.drop_entity(event.subject)
+    for value in event.data.values():
+        if isinstance(value, str) and ENTITY_ID.fullmatch(value.encode()):
+            cache.drop_entity(value)
+
+
 async def close_upstreams(app: FastAPI) -> None:
+    app.state.cache_invalidation.cancel()
+    await asyncio.gather(app.state.cache_invalidation, return_exceptions=True)
+    await app.state.upstreams.stop()
     await app.state.upstream_session.close()
     app.state.user_db.close()
 

@@ -4,6 +4,13 @@
 path and query intact, method, body and headers passed on, status code and body returned untouched.
 (The original Node lab stripped the prefix and answered 404 for every policy.)
 
+On the way (lessons 03 and 05): the instance comes from the local view of the registry (``upstreams.py``)
+through the service's balancer; ``X-Served-By`` names it. A request whose instance refuses the connection
+is retried once on another instance (any method: a refused connection never reached a server), and an
+idempotent one also when the connection broke mid-request. An optional per-client rate limit
+(``services/patterns/ratelimit.py``) and an optional cache of GET answers (``response_cache.py``) sit in
+front; both are off by default so the hop benchmark measures the plain path.
+
 Why a raw ASGI middleware and aiohttp: this hop is on every request, so it must be cheap. Going around
 FastAPI's routing and request objects, and using aiohttp's client (about 0.5 ms per hop here, where
 httpx's async pool cost about 2 ms), keeps the gateway near the speed of the services behind it.
@@ -21,6 +28,8 @@ from services.auth.edge import identity_for, signed_header
 from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
+
+from .response_cache import ENTITY_ID
 
 log = logging.getLogger("lab.gateway")
 
@@ -53,8 +62,11 @@ async def send_json(send, status: int, body: dict, extra_headers: list | None = 
     await send({"type": "http.response.body", "body": payload})
 
 
-def gateway_error(code: str, message: str, service: str | None) -> dict:
-    return {"error": {"code": code, "message": message, "service": service}}
+def gateway_error(code: str, message: str, service: str | None, field: str | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "field": field, "service": service}}
+
+
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 
 
 async def read_body(receive) -> bytes:
@@ -64,6 +76,13 @@ async def read_body(receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+class NoAnswer(Exception):
+    """No instance gave an answer: the error the client gets instead."""
+
+    def __init__(self, status: int, body: dict, headers: list | None = None):
+        self.status, self.body, self.headers = status, body, headers or []
 
 
 class ProxyMiddleware:
@@ -91,13 +110,20 @@ class ProxyMiddleware:
             return await send_json(send, 404, gateway_error(
                 "no_route", f"no service serves {scope['path']}; try /api/customers, /api/policies or /api/claims",
                 None))
-        target = state.upstreams.pick(service)
-        if target is None:
-            return await send_json(send, 503, gateway_error(
-                "no_instance", f"no healthy instance of the {service} service", service))
-        url = target.base_url + upstream_path
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
+        if state.rate_limiter is not None and not await self._within_rate_limit(state, identity, send):
+            return
+        method = scope["method"]
+        query = scope.get("query_string") or b""
+        full_path = upstream_path + ("?" + query.decode("latin-1") if query else "")
+        cache = state.response_cache
+        if cache.enabled and method == "GET":
+            cached = cache.get(identity["sub"], full_path)
+            if cached is not None:
+                await send({"type": "http.response.start", "status": cached.status,
+                            "headers": cached.headers + [(b"x-gateway-cache", b"HIT")]})
+                return await send({"type": "http.response.body", "body": cached.body})
+        elif cache.enabled:
+            _forget_written_entity(cache, upstream_path)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k not in HOP_BY_HOP}
         headers["x-request-id"] = scope["state"]["request_id"]
         headers[IDENTITY_HEADER] = signed_header(state, identity)  # replaces anything the client sent
@@ -106,20 +132,70 @@ class ProxyMiddleware:
             headers["x-forwarded-for"] = client[0]
         body = await read_body(receive)
         try:
-            async with state.upstream_session.request(scope["method"], url, data=body or None, headers=headers,
-                                                      allow_redirects=False) as response:
-                content = await response.read()
-                status, raw_headers = response.status, response.raw_headers
-        except asyncio.TimeoutError:
-            return await send_json(send, 504, gateway_error(
-                "upstream_timeout", f"the {service} service did not answer in time", service))
-        except aiohttp.ClientError as exc:
-            log.warning("upstream %s failed: %r", url, exc)
-            return await send_json(send, 502, gateway_error(
-                "upstream_unavailable", f"the {service} service at {target.base_url} is unavailable "
-                f"({type(exc).__name__})", service))
-        out = [(k.lower(), v) for k, v in raw_headers if k.lower() not in SET_BY_GATEWAY]
-        out.append((b"content-length", str(len(content)).encode()))
-        out.append((b"x-served-by", target.instance_id.encode()))
-        await send({"type": "http.response.start", "status": status, "headers": out})
+            status, out, content = await self._forward(state, service, method, full_path, headers, body)
+        except NoAnswer as failed:
+            return await send_json(send, failed.status, failed.body, failed.headers)
+        if cache.enabled and method == "GET" and status == 200:
+            cache.put(identity["sub"], full_path, status, out, content)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": out + ([(b"x-gateway-cache", b"MISS")] if cache.enabled and method == "GET" else [])})
         await send({"type": "http.response.body", "body": content})
+
+    async def _forward(self, state, service: str, method: str, full_path: str, headers: dict, body: bytes):
+        """Send to one instance, failing over once: (status, headers, body), or NoAnswer."""
+        upstreams = state.upstreams
+        tried = None
+        for attempt in (1, 2):
+            target = upstreams.pick(service, exclude=tried)
+            if target is None:
+                if tried is not None:
+                    break  # no second instance to fail over to: report the first failure below
+                raise NoAnswer(503, gateway_error("no_instance", f"no healthy instance of the {service} service",
+                                                  service), [(b"retry-after", b"1")])
+            upstreams.on_sent(target)
+            try:
+                async with state.upstream_session.request(method, target.base_url + full_path, data=body or None,
+                                                          headers=headers, allow_redirects=False) as response:
+                    content = await response.read()
+                    status, raw_headers = response.status, response.raw_headers
+            except asyncio.TimeoutError:
+                upstreams.on_failure(target, "timeout", connection_failed=False)
+                raise NoAnswer(504, gateway_error("upstream_timeout", f"the {service} service "
+                                                  f"({target.instance_id}) did not answer in time", service))
+            except aiohttp.ClientError as exc:
+                refused = isinstance(exc, aiohttp.ClientConnectorError)
+                upstreams.on_failure(target, type(exc).__name__, connection_failed=True)
+                log.warning("upstream %s (%s) failed on attempt %d: %r", service, target.instance_id, attempt, exc)
+                failure = (target, exc)
+                if refused or method in IDEMPOTENT:
+                    tried = target
+                    continue
+                break
+            upstreams.on_answer(target, status)
+            out = [(k.lower(), v) for k, v in raw_headers if k.lower() not in SET_BY_GATEWAY]
+            out.append((b"content-length", str(len(content)).encode()))
+            out.append((b"x-served-by", target.instance_id.encode()))
+            return status, out, content
+        target, exc = failure
+        raise NoAnswer(502, gateway_error("upstream_unavailable", f"the {service} service at {target.base_url} "
+                                          f"is unavailable ({type(exc).__name__})", service))
+
+    async def _within_rate_limit(self, state, identity: dict, send) -> bool:
+        try:
+            decision = await state.rate_limiter.check(identity["sub"])
+        except REDIS_DOWN:
+            return True  # fail open: an outage of the limiter must not become an outage of the API
+        if decision.allowed:
+            return True
+        await send_json(send, 429, gateway_error(
+            "rate_limited", f"more than {state.rate_limiter.limit} requests in "
+            f"{state.rate_limiter.window_ms / 1000:g} s; retry after {decision.retry_after_s} s", None),
+            [(b"retry-after", str(decision.retry_after_s).encode())])
+        return False
+
+
+def _forget_written_entity(cache, upstream_path: str) -> None:
+    """A write through this gateway drops its entity's cached answers at once (read-your-writes here)."""
+    for part in upstream_path.split("/"):
+        if ENTITY_ID.fullmatch(part.encode()):
+            cache.drop_entity(part)

@@ -24,6 +24,7 @@ import logging
 import sqlite3
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from services.core import keys
 from services.core.redis_client import REDIS_DOWN
@@ -145,8 +146,8 @@ async def run_relay(r: aioredis.Redis, conn: sqlite3.Connection, wake: asyncio.E
         try:
             sent = await relay_once(r, conn, batch, True, dedupe_ttl_s, maxlen)
             backoff = 0.05
-        except REDIS_DOWN as exc:
-            log.warning("outbox relay: Redis unreachable (%s); %d event(s) waiting; retry in %.2f s",
+        except (*REDIS_DOWN, RedisError) as exc:  # down, or refusing writes (OOM under noeviction, ...)
+            log.warning("outbox relay: Redis unreachable or refusing (%s); %d event(s) waiting; retry in %.2f s",
                         type(exc).__name__, outbox_backlog(conn), backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)

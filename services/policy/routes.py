@@ -1,4 +1,9 @@
-"""Policy routes: CRUD, cancel, and the obvious queries (by customer, status, product)."""
+"""Policy routes: CRUD, cancel, and the obvious queries (by customer, status, product).
+
+Lesson 01: a policy by id and a customer's list pages are read through the cache (``X-Cache``); a write
+commits first, then drops the policy's copy and what depends on it or on its customer (the customer's
+list pages and overview — built by the customer service, dropped here through the tag sets).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from services.core import keys
 from services.core.access import Caller
+from services.core.caching import CacheDep, read_batch
 from services.core.errors import LabError, not_found
 from services.core.ids import ID_PATTERN, PolicyId
 from services.core.knobs import apply_fault_knobs
@@ -20,30 +27,49 @@ router = APIRouter(prefix="/policies", tags=["policies"], dependencies=[Depends(
 
 
 @router.post("", status_code=201, response_model=Policy)
-async def create_policy(data: PolicyIn, request: Request, who: Caller):
+async def create_policy(data: PolicyIn, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
     if await fetch_peer_entity(request, "customer", f"/customers/{data.customer_id}") is None:
         raise LabError(422, "unknown_reference", f"customer {data.customer_id} does not exist", "customer_id")
-    return repo.create_policy(request.app.state.db, data)
+    policy = repo.create_policy(request.app.state.db, data)
+    await cache.invalidate("policy", policy["id"], parents=[data.customer_id], reason="policy.created")
+    return policy
 
 
 @router.get("", response_model=Page)
 async def list_policies(
-    request: Request, page: PageDep, who: Caller,
+    request: Request, response: Response, page: PageDep, who: Caller, cache: CacheDep,
     customer_id: Annotated[str | None, Query(pattern=ID_PATTERN["customer"])] = None,
     status: Annotated[PolicyStatus | None, Query()] = None,
     product: Annotated[Product | None, Query()] = None,
 ):
     if not who.is_staff:  # a customer lists only their own policies, whatever they asked for
         customer_id = who.customer_id
-    items, total = await repo.list_policies(request.app.state.db, page.limit, page.offset,
-                                            customer_id=customer_id, status=status, product=product)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+    async def load() -> dict:
+        items, total = await repo.list_policies(request.app.state.db, page.limit, page.offset,
+                                                customer_id=customer_id, status=status, product=product)
+        return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
+
+    if customer_id and status is None and product is None:  # "a customer's policies": cached, page by page
+        key = keys.cache_list_page("policies", customer_id, page.limit, page.offset)
+        return await cache.read(response, "policies", key, load, tags=[customer_id])
+    return await load()
+
+
+@router.get("/batch")
+async def get_policies_batch(request: Request, who: Caller, cache: CacheDep,
+                             ids: Annotated[str, Query(description="comma-separated, up to 100")]):
+    """Many policies in one round trip to Redis; invalid or unknown ids are reported per id."""
+    db = request.app.state.db
+    return await read_batch(cache, "policy", ids, lambda i: repo.get_policy(db, i),
+                            visible=lambda p: who.owns(p["customer_id"]))
 
 
 @router.get("/{policy_id}", response_model=Policy)
-async def get_policy(policy_id: PolicyId, request: Request, who: Caller):
-    policy = await repo.get_policy(request.app.state.db, policy_id)
+async def get_policy(policy_id: PolicyId, request: Request, response: Response, who: Caller, cache: CacheDep):
+    policy = await cache.read(response, "policy", keys.cache_entity("policy", policy_id),
+                              lambda: repo.get_policy(request.app.state.db, policy_id))
     if policy is None:
         raise not_found("policy", policy_id)
     who.ensure_sees(policy["customer_id"], "policy", policy_id)
@@ -51,7 +77,7 @@ async def get_policy(policy_id: PolicyId, request: Request, who: Caller):
 
 
 @router.patch("/{policy_id}", response_model=Policy)
-async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Request, who: Caller):
+async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
     policy = await repo.get_policy(request.app.state.db, policy_id)
     if policy is None:
@@ -59,11 +85,13 @@ async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Reque
     end_date = change.end_date.isoformat() if change.end_date else None
     if end_date and end_date <= policy["start_date"]:
         raise LabError(422, "invalid_input", "end_date must be after start_date", "end_date")
-    return repo.update_policy(request.app.state.db, policy_id, change)
+    updated = repo.update_policy(request.app.state.db, policy_id, change)
+    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.updated")
+    return updated
 
 
 @router.post("/{policy_id}/cancel", response_model=Policy)
-async def cancel_policy(policy_id: PolicyId, request: Request, who: Caller):
+async def cancel_policy(policy_id: PolicyId, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
     policy = await repo.get_policy(request.app.state.db, policy_id)
     if policy is None:
@@ -71,14 +99,18 @@ async def cancel_policy(policy_id: PolicyId, request: Request, who: Caller):
     if policy["status"] != "active":
         raise LabError(409, "invalid_transition", f"policy {policy_id} is {policy['status']}, not active",
                        "status")
-    return repo.update_policy(request.app.state.db, policy_id, {"status": "cancelled"})
+    cancelled = repo.update_policy(request.app.state.db, policy_id, {"status": "cancelled"})
+    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.cancelled")
+    return cancelled
 
 
 @router.delete("/{policy_id}", status_code=204)
-async def delete_policy(policy_id: PolicyId, request: Request, who: Caller):
+async def delete_policy(policy_id: PolicyId, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
-    if not repo.delete_policy(request.app.state.db, policy_id):
+    policy = await repo.get_policy(request.app.state.db, policy_id)
+    if policy is None or not repo.delete_policy(request.app.state.db, policy_id):
         raise not_found("policy", policy_id)
+    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.deleted")
     return Response(status_code=204)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
 from services.core import keys
 from services.core.access import system_identity_header
@@ -66,8 +67,9 @@ async def consume_forever(app: FastAPI) -> None:
                                    min_idle_ms=s.worker_reclaim_idle_ms, max_deliveries=s.worker_max_deliveries,
                                    stats=stats)
                 backoff = 0.05
-        except REDIS_DOWN as exc:
-            log.warning("worker: Redis unreachable (%s); retry in %.2f s", type(exc).__name__, backoff)
+        except (*REDIS_DOWN, RedisError) as exc:  # down, or e.g. NOGROUP after a Redis that lost its data
+            log.warning("worker: Redis unreachable or refusing (%s: %s); retry in %.2f s", type(exc).__name__, exc,
+                        backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
+import redis
 
 import labkit
 from labkit import faults
 from labkit.auth import gateway_headers
+from services.core import keys
 
 
 def poll(predicate, seconds: float = 20.0, every: float = 0.2):
@@ -94,3 +97,52 @@ def test_eviction_under_a_tiny_maxmemory_is_restored(private_lab):
     finally:
         faults.restore_redis_memory(before, private_lab.settings)
     assert private_lab.redis_client().config_get("maxmemory-policy") == {"maxmemory-policy": before["maxmemory-policy"]}
+
+
+def _claim_traffic(lab):
+    policy = lab.client.get("/api/policies", params={"status": "active", "limit": 1}).json()["items"][0]
+    return [("GET", f"/api/policies/{policy['id']}", None),
+            ("POST", "/api/claims", {"policy_id": policy["id"], "amount_cents": 100, "description": "fault"})]
+
+
+@pytest.mark.parametrize("fault", ["restart", "freeze"])
+def test_claims_committed_across_a_redis_outage_have_exactly_one_submitted_event(private_lab, fault):
+    from labkit.experiments.resilience import traffic_around_fault, wait_for_audit
+
+    settings, state = private_lab.settings, {}
+    if fault == "restart":
+        events = [(1.0, "restart", lambda: faults.restart_redis(settings, down_for_s=0.5))]
+    else:
+        events = [(1.0, "freeze", lambda: state.setdefault("pid", faults.freeze_redis(settings))),
+                  (2.5, "thaw", lambda: faults.thaw_redis(state["pid"]))]
+    requests, _ = traffic_around_fault(settings, _claim_traffic(private_lab), events, rate=20, duration_s=4)
+    committed = requests["created"].dropna().tolist()
+    assert len(committed) >= 10
+    audit, _ = wait_for_audit(private_lab.redis_client(), committed, timeout_s=30)
+    assert (audit["submitted_events"] == 1).all(), audit[audit["submitted_events"] != 1]
+    assert not requests.loc[requests["kind"] == "read", "ok"].eq(False).any(), "a read failed during the outage"
+
+
+def test_under_noeviction_a_full_redis_refuses_writes_but_loses_no_event(private_lab):
+    from labkit.experiments.resilience import wait_for_audit
+
+    client, api = private_lab.redis_client(), private_lab.client
+    policy = api.get("/api/policies", params={"status": "active", "limit": 1}).json()["items"][0]
+    limit = client.info("memory")["used_memory"] + 128 * 1024
+    before = faults.shrink_redis_memory(str(limit), "noeviction", private_lab.settings)
+    try:
+        refused = 0
+        for i in range(40):
+            try:
+                client.set(keys.exercise("08", f"test-ballast:{i}"), "x" * 50_000)
+            except redis.exceptions.OutOfMemoryError:
+                refused += 1
+        made = [api.post("/api/claims", json={"policy_id": policy["id"], "amount_cents": 10, "description": "full"})
+                for _ in range(5)]
+    finally:
+        client.delete(*[keys.exercise("08", f"test-ballast:{i}") for i in range(40)])
+        faults.restore_redis_memory(before, private_lab.settings)
+    assert refused > 0, "Redis never got full: the test proves nothing"
+    assert all(m.status_code == 201 for m in made), "writes must commit while Redis refuses writes"
+    audit, _ = wait_for_audit(client, [m.json()["id"] for m in made], timeout_s=30)
+    assert (audit["submitted_events"] == 1).all()

@@ -1,0 +1,131 @@
+"""Lesson 05's experiments: balancing strategies side by side, one slow instance, the rate limiter.
+
+Each experiment changes the gateway at run time through its ``/admin`` routes (as the lab's system user)
+and puts back what it found, so the lab is left as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aiohttp
+import pandas as pd
+
+from services.core.settings import Settings, get_settings
+
+from .. import procs
+from ..auth import gateway_headers, service_client
+from . import run_async
+
+STRATEGIES = ("round_robin", "random", "least_outstanding", "weighted")
+PATHS = {"claims": "/api/claims/CLM-000001", "policy": "/api/policies/POL-000001",
+         "customer": "/api/customers/CUS-000001"}
+
+
+@contextlib.contextmanager
+def gateway_admin(settings: Settings):
+    with service_client(settings, "gateway") as client:
+        yield client
+
+
+def current_strategy(settings: Settings, service: str) -> str:
+    with gateway_admin(settings) as admin:
+        return admin.get("/services").json()["services"][service]["strategy"]
+
+
+def set_strategy(settings: Settings, service: str, strategy: str) -> None:
+    with gateway_admin(settings) as admin:
+        admin.put("/admin/balancer", json={"service": service, "strategy": strategy}).raise_for_status()
+
+
+async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) -> list[dict]:
+    url, rows = settings.url_of("gateway") + path, []
+    async with aiohttp.ClientSession(headers=gateway_headers(settings),
+                                     connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        remaining = n
+
+        async def worker():
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                async with session.get(url) as response:
+                    await response.read()
+                    rows.append({"status": response.status, "served_by": response.headers.get("x-served-by", "-"),
+                                 "latency_ms": (time.perf_counter() - started) * 1000})
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return rows
+
+
+def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
+                            strategies: tuple[str, ...] = STRATEGIES, settings: Settings | None = None) -> pd.DataFrame:
+    """``requests`` reads through the gateway per strategy, ``concurrency`` at a time. One row per request:
+    strategy, served_by, status, latency_ms. The strategy the gateway had is restored at the end."""
+    settings = settings or get_settings()
+    before = current_strategy(settings, service)
+    frames = []
+    try:
+        for strategy in strategies:
+            set_strategy(settings, service, strategy)
+            rows = run_async(_closed_loop(settings, PATHS[service], requests, concurrency))
+            frames.append(pd.DataFrame(rows).assign(strategy=strategy))
+    finally:
+        set_strategy(settings, service, before)
+    return pd.concat(frames, ignore_index=True)
+
+
+def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 30.0, service: str = "claims",
+                           requests: int = 300, concurrency: int = 8,
+                           strategies: tuple[str, ...] = ("round_robin", "random", "least_outstanding"),
+                           settings: Settings | None = None) -> pd.DataFrame:
+    """Make ``instance`` slow (its ``delay_ms`` knob), run every strategy, put the knob back."""
+    settings = settings or get_settings()
+    record = procs.read_pidfiles(settings.run_dir)[instance]
+    with service_client(settings, service) as client:
+        client.base_url = record.url
+        before = client.get("/admin/knobs").json()["delay_ms"]
+        client.put("/admin/knobs", json={"delay_ms": delay_ms}).raise_for_status()
+        try:
+            return strategies_side_by_side(service, requests, concurrency, strategies, settings)
+        finally:
+            client.put("/admin/knobs", json={"delay_ms": before}).raise_for_status()
+
+
+async def _open_loop(settings: Settings, path: str, rate: float, seconds: float) -> list[dict]:
+    url, rows = settings.url_of("gateway") + path, []
+    async with aiohttp.ClientSession(headers=gateway_headers(settings)) as session:
+        started = time.perf_counter()
+
+        async def one(t_s: float):
+            async with session.get(url) as response:
+                await response.read()
+                rows.append({"t_s": t_s, "status": response.status,
+                             "retry_after_s": response.headers.get("retry-after")})
+
+        tasks, n = [], 0
+        while (now := time.perf_counter() - started) < seconds:
+            tasks.append(asyncio.create_task(one(now)))
+            n += 1
+            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    return rows
+
+
+def rate_limit_in_action(limit: int = 20, window_s: float = 1.0, rate: float = 40.0, seconds: float = 4.0,
+                         settings: Settings | None = None) -> pd.DataFrame:
+    """Turn the gateway's limiter on (``limit`` per ``window_s`` per client), send ``rate`` req/s for
+    ``seconds`` as one client, turn it off again. One row per request: t_s, status, retry_after_s."""
+    settings = settings or get_settings()
+    with gateway_admin(settings) as admin:
+        before = admin.get("/services").json()["rate_limit"] or {"requests": 0, "window_s": 1.0}
+        admin.put("/admin/ratelimit", json={"requests": limit, "window_s": window_s}).raise_for_status()
+        try:
+            rows = run_async(_open_loop(settings, PATHS["customer"], rate, seconds))
+        finally:
+            admin.put("/admin/ratelimit", json=before).raise_for_status()
+    df = pd.DataFrame(rows)
+    df["allowed"] = df["status"] != 429
+    return df
