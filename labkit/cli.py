@@ -138,6 +138,31 @@ def cmd_bench(args) -> int:
     return 1 if run_all.main(argv)["failed"] else 0
 
 
+def cmd_redis_url(args) -> int:
+    """The admin URL of the lab's Redis (it has a password): redis-cli -u "$(labkit redis-url)" ..."""
+    from . import redis_server
+
+    server = redis_server.current(get_settings())
+    if server is None:
+        raise LabkitError("Redis is not running: `labkit start-all`")
+    print(server.url)
+    return 0
+
+
+def cmd_acl(args) -> int:
+    """The ACL lines labkit applies to its own server, to apply by hand on a server behind REDIS_URL."""
+    from services.core import acl
+    from services.core.settings import SERVICE_NAMES
+
+    settings = get_settings()
+    print("# One Redis user per lab service. Apply on your server (redis-cli -u <admin url>), then start the lab")
+    print("# with LAB_REDIS_ACL=1 so every service connects as its own user. Passwords derive from the lab's")
+    print(f"# secret in {settings.run_dir / 'internal-secret'}: keep that file when you apply these.")
+    for setuser in acl.setuser_commands(settings, SERVICE_NAMES):
+        print("ACL SETUSER " + " ".join(setuser))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="The redis-insurance-lab bench.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -160,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=SERVICE_NAMES)
     p.add_argument("n", type=int, help="how many instances in all (1 = only the first one)")
     add("seed", cmd_seed, "load the deterministic sample data (skipped if already loaded)")
+    add("redis-url", cmd_redis_url, "print the admin URL of the lab's Redis, e.g. for redis-cli -u")
+    add("acl", cmd_acl, "print the ACL SETUSER lines for each service's Redis user (to apply behind REDIS_URL)")
     add("api-key", cmd_api_key, "print the lab's API key (the system user at the gateway), for curl")
     add("verify", cmd_verify, "check Redis, every service, the gateway routes and a full workflow")
     add("grade", cmd_grade, "run a notebook's graded checks and print a summary").add_argument("notebook")

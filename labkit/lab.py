@@ -110,7 +110,8 @@ def settings_env(settings: Settings, redis_url: str, managed_acl: bool = False) 
         if name != "redis_url" and value is not None:
             env[f"LAB_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     env["REDIS_URL"] = redis_url
-    env["LAB_REDIS_ACL"] = "1" if managed_acl else "0"
+    if managed_acl:  # labkit made the users on its own server; behind REDIS_URL, LAB_REDIS_ACL says
+        env["LAB_REDIS_ACL"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
