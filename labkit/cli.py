@@ -76,6 +76,8 @@ def cmd_lab(args) -> int:
     cmd_seed(args)
     jupyter = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or "jupyter"
     argv = [jupyter, "lab", str(PROJECT_ROOT / "notebooks" / "00_start_here.ipynb"), *args.jupyter_args]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in argv:
+        argv.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses without it
     print("\nOpening JupyterLab (Ctrl-C stops Jupyter; `make stop` stops the lab).")
     os.chdir(PROJECT_ROOT)
     os.execv(argv[0], argv)
@@ -215,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "lab":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.jupyter_args = extra + args.jupyter_args  # `labkit lab --no-browser --port 8899` goes to Jupyter
     try:
         return args.func(args) or 0
     except LabkitError as exc:
