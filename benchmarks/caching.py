@@ -16,7 +16,7 @@ from labkit.experiments import caching
 from labkit.seed import seed
 from labkit.tables import text_table
 
-from .harness import alternate, print_table, running_lab
+from .harness import alternate, print_figures, print_table, running_lab
 
 TARGETS = {"cached_direct_p50_ms": ("<", 1.0), "cached_gateway_p50_ms": ("<", 1.0),
            "get_vs_mget_ratio": (">=", 10.0)}
@@ -55,10 +55,7 @@ def main(argv=None) -> dict:
                "miss_vs_hit_p50_ratio": miss_p50 / hit_p50,
                "get_vs_mget_ratio": per_method["N GETs"] / per_method["MGET"],
                "get_vs_pipeline_ratio": per_method["N GETs"] / per_method["pipeline"]}
-    print()
-    for name, value in figures.items():
-        target = TARGETS.get(name)
-        print(f"{name:<26} {value:8.3f}" + (f"   (target {target[0]} {target[1]:g})" if target else ""))
+    print_figures(figures, TARGETS)
     return figures
 
 

@@ -24,7 +24,7 @@ from labkit.tables import text_table
 from services.core import keys
 from services.patterns.near_cache import NearCache
 
-from .harness import running_lab
+from .harness import print_figures, running_lab
 
 TARGETS = {"l1_vs_redis_get_ratio": (">=", 20.0), "stale_after_ack_window_p99_ms": ("<=", 5.0),
            "stampede_lock_loads_per_refresh": ("<=", 1.0)}
@@ -112,10 +112,7 @@ def main(argv=None) -> dict:
                "stale_after_ack_rate": near["stale_after_ack_rate"],
                **{f"stampede_{p}_loads_per_refresh": float(row["per_refresh_mean"])
                   for p, row in per_refresh.iterrows()}}
-    print()
-    for name, value in figures.items():
-        target = TARGETS.get(name)
-        print(f"{name:<34} {value:10.4f}" + (f"   (target {target[0]} {target[1]:g})" if target else ""))
+    print_figures(figures, TARGETS)
     return figures
 
 

@@ -114,3 +114,13 @@ def running_lab():
 
 def median(values):
     return statistics.median(values) if values else float("nan")
+
+
+def print_figures(figures: dict, targets: dict) -> None:
+    """One line per headline figure, with its target beside it when the benchmark declares one."""
+    width = max(len(name) for name in figures) + 2
+    print()
+    for name, value in figures.items():
+        shown = f"{value:10.4g}" if isinstance(value, float) else f"{value!s:>10}"
+        target = targets.get(name)
+        print(f"{name:<{width}}{shown}" + (f"   (target {target[0]} {target[1]:g})" if target else ""))

@@ -30,7 +30,7 @@ from labkit.seed import seed
 from labkit.tables import text_table
 from services.core.settings import PROJECT_ROOT
 
-from .harness import alternate, print_table, running_lab
+from .harness import alternate, print_figures, print_table, running_lab
 
 TARGETS = {"cached_read_p50_ms_c1": ("<", 1.0), "read_mix_vs_slowest_service_c16": (">=", 0.5),
            "cached_read_vs_bare_uvicorn_c16": (">=", 0.8)}
@@ -180,9 +180,7 @@ def main(argv=None) -> dict:
             print("\nnginx comparison skipped: nginx is not on PATH")
 
     print_table("cached read of POL-000001 (closed loop)", runs)
-    for figure, value in figures.items():
-        target = TARGETS.get(figure)
-        print(f"{figure:<42} {value:10.3f}" + (f"   (target {target[0]} {target[1]:g})" if target else ""))
+    print_figures(figures, TARGETS)
     return figures
 
 

@@ -21,8 +21,11 @@ from pathlib import Path
 
 from labkit import faults
 from labkit.experiments.resilience import start_private_lab, traffic_around_fault, wait_for_audit
+from labkit.fuzz import MODES, fuzz_operation, operations
 from labkit.seed import seed
 from labkit.tables import text_table
+
+from .harness import print_figures
 
 TARGETS = {"failed_reads": ("<=", 0), "events_missing": ("<=", 0), "events_doubled": ("<=", 0),
            "fuzz_failures": ("<=", 0)}
@@ -49,39 +52,15 @@ def _fault_run(lab, name: str, events, seconds: float, rate: float) -> dict:
 
 
 def _fuzz(lab, examples: int) -> tuple[int, int]:
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis import GenerationMode
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
-
-    from labkit.auth import service_headers
-
     cases = failures = 0
     for service in ("customer", "policy", "claims"):
-        schema = schemathesis.openapi.from_url(lab.settings.url_of(service) + "/openapi.json")
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            if operation.path.startswith("/admin"):
-                continue
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                seen = []
-
-                @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                          suppress_health_check=list(HealthCheck))
-                @given(case=operation.as_strategy(generation_mode=mode))
-                def run(case):
-                    seen.append(case)
-                    case.call_and_validate(headers=service_headers(lab.settings), timeout=10,
-                                           excluded_checks=[positive_data_acceptance])
+        for operation in operations(lab.settings, service):
+            for mode in MODES:
                 try:
-                    run()
-                except Unsatisfiable:
-                    pass
+                    cases += fuzz_operation(operation, mode, lab.settings, examples)
                 except Exception as exc:  # noqa: BLE001 - a finding, counted and shown
                     failures += 1
                     print(f"  fuzz finding in {service} {operation.label}: {str(exc).splitlines()[0][:120]}")
-                cases += len(seen)
     return cases, failures
 
 
@@ -123,9 +102,7 @@ def main(argv=None) -> dict:
                "claims_committed": sum(r["claims_committed"] for r in runs),
                "recovered_after_restart_s": runs[0]["recovered_s"],
                "fuzz_cases": cases, "fuzz_failures": fuzz_failures}
-    for name, value in figures.items():
-        target = TARGETS.get(name)
-        print(f"  {name:<28} {value!s:>8}" + (f"   (target {target[0]} {target[1]})" if target else ""))
+    print_figures(figures, TARGETS)
     return figures
 
 

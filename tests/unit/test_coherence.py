@@ -9,21 +9,12 @@ import json
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
 from services.core import keys
 from services.patterns import coherence
 from services.patterns.coherence import CachedEntity
 
-
-def run(redis_url, body):
-    async def main():
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        try:
-            return await body(client)
-        finally:
-            await client.aclose()
-    return asyncio.run(main())
+from redis_async import run  # the shared async-client helper (tests/unit/redis_async.py)
 
 
 def fresh_entity():

@@ -3,25 +3,14 @@
 Every test uses its own topic name, so it never sees the services' events or another test's.
 """
 
-import asyncio
 import sqlite3
 import uuid
-
-import redis.asyncio as aioredis
 
 from services.core import keys
 from services.patterns import outbox, streams
 from services.patterns.envelope import Event, EventType
 
-
-def run(redis_url, body):
-    async def main():
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        try:
-            return await body(client)
-        finally:
-            await client.aclose()
-    return asyncio.run(main())
+from redis_async import run  # the shared async-client helper (tests/unit/redis_async.py)
 
 
 def new_topic() -> str:

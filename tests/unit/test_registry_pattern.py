@@ -11,15 +11,7 @@ from services.core import keys
 from services.patterns import registry
 from services.patterns.envelope import Event, EventType
 
-
-def run(redis_url, body):
-    async def main():
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        try:
-            return await body(client)
-        finally:
-            await client.aclose()
-    return asyncio.run(main())
+from redis_async import run  # the shared async-client helper (tests/unit/redis_async.py)
 
 
 def an_instance(service=None, port=4100) -> registry.Instance:

@@ -1,25 +1,14 @@
 """Sessions, passwords and the login guard against the real server."""
 
-import asyncio
-
 import pytest
-import redis.asyncio as aioredis
 
 from services.core import keys
 from services.patterns import login_guard, sessions
 from services.patterns.passwords import hash_password, verify_password
 
+from redis_async import run  # the shared async-client helper (tests/unit/redis_async.py)
+
 USER = {"user_id": "u-test-1", "username": "test.user", "roles": ("customer",), "customer_id": "CUS-000001"}
-
-
-def run(redis_url, body):
-    async def main():
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        try:
-            return await body(client)
-        finally:
-            await client.aclose()
-    return asyncio.run(main())
 
 
 def test_password_hash_is_salted_and_verifies():
