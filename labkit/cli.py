@@ -140,6 +140,40 @@ def cmd_bench(args) -> int:
     return 1 if run_all.main(argv)["failed"] else 0
 
 
+def cmd_fault(args) -> int:
+    """Inject one fault into the running lab (lesson 08), and say how to undo it."""
+    import time
+
+    from . import faults
+
+    if args.fault == "kill":
+        print(f"SIGKILLed {args.name} (pid {faults.kill_service(args.name)}); bring it back: labkit restart "
+              f"{args.name.split('#')[0]}" + (f" (or labkit.restart_instance('{args.name}'))" if "#" in args.name else ""))
+    elif args.fault == "redis-restart":
+        server = faults.restart_redis(down_for_s=args.down)
+        print(f"Redis restarted after {args.down:g} s down, pid {server.pid}; the services reconnect by themselves")
+    elif args.fault == "redis-freeze":
+        pid = faults.freeze_redis()
+        print(f"Redis frozen (SIGSTOP, pid {pid}) for {args.seconds:g} s ...", flush=True)
+        try:
+            time.sleep(args.seconds)
+        finally:
+            faults.thaw_redis(pid)
+        print("Redis thawed (SIGCONT)")
+    elif args.fault == "slow":
+        change = {k: v for k, v in (("sor_latency_ms", args.sor_ms), ("delay_ms", args.delay_ms),
+                                    ("error_rate", args.error_rate)) if v is not None}
+        before = faults.set_knobs(args.service, **change)
+        print(f"{args.service}: knobs {change} (were {before}); undo: labkit fault slow {args.service} "
+              f"--sor-ms {before['sor_latency_ms']:g} --delay-ms {before['delay_ms']:g} --error-rate {before['error_rate']:g}")
+    elif args.fault == "maxmemory":
+        before = faults.shrink_redis_memory(args.size, args.policy)
+        print(f"Redis maxmemory {args.size}, policy {args.policy} (were {before['maxmemory']} bytes, "
+              f"{before['maxmemory-policy']}); undo: labkit fault maxmemory {before['maxmemory']} "
+              f"--policy {before['maxmemory-policy']}")
+    return 0
+
+
 def cmd_redis_url(args) -> int:
     """The admin URL of the lab's Redis (it has a password): redis-cli -u "$(labkit redis-url)" ..."""
     from . import redis_server
@@ -187,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=SERVICE_NAMES)
     p.add_argument("n", type=int, help="how many instances in all (1 = only the first one)")
     add("seed", cmd_seed, "load the deterministic sample data (skipped if already loaded)")
+    p = add("fault", cmd_fault, "inject a fault into the running lab (lesson 08): kill, redis-restart, "
+                                "redis-freeze, slow, maxmemory")
+    kinds = p.add_subparsers(dest="fault", required=True, metavar="FAULT")
+    kinds.add_parser("kill", help="SIGKILL one process (e.g. claims, claims#2)").add_argument("name")
+    kinds.add_parser("redis-restart", help="stop Redis with a snapshot and start it on the same port") \
+        .add_argument("--down", type=float, default=1.0, help="seconds to stay down (default 1)")
+    kinds.add_parser("redis-freeze", help="SIGSTOP Redis for SECONDS: nothing answers, nothing is refused") \
+        .add_argument("seconds", type=float)
+    q = kinds.add_parser("slow", help="turn a service's knobs: slower system of record, extra delay, errors")
+    q.add_argument("service")
+    q.add_argument("--sor-ms", type=float, help="added to every system-of-record query")
+    q.add_argument("--delay-ms", type=float, help="added to every request")
+    q.add_argument("--error-rate", type=float, help="fraction of requests answered 500 (0-1)")
+    q = kinds.add_parser("maxmemory", help="set Redis maxmemory and eviction policy (0 = no limit)")
+    q.add_argument("size", help="e.g. 4mb, or 0 for no limit")
+    q.add_argument("--policy", default="allkeys-lru", help="eviction policy (default allkeys-lru)")
     add("redis-url", cmd_redis_url, "print the admin URL of the lab's Redis, e.g. for redis-cli -u")
     add("acl", cmd_acl, "print the ACL SETUSER lines for each service's Redis user (to apply behind REDIS_URL)")
     add("api-key", cmd_api_key, "print the lab's API key (the system user at the gateway), for curl")

@@ -22,6 +22,7 @@ import redis
 from services.core.settings import Settings, get_settings
 
 from . import procs, redis_server
+from .lab import kill_instance
 from .auth import ServiceAuth
 from .errors import LabkitError
 
@@ -65,12 +66,7 @@ def restart_redis(settings: Settings | None = None, down_for_s: float = 0.0) -> 
 
 def kill_service(name: str, settings: Settings | None = None) -> int:
     """SIGKILL one labkit-started process by its pidfile name (``claims``, ``claims#2``): no goodbye."""
-    settings = settings or get_settings()
-    record = procs.read_pidfiles(settings.run_dir).get(name)
-    if record is None or not procs.is_alive(record.pid):
-        raise LabkitError(f"no running process named {name!r}; see `labkit status`")
-    os.kill(record.pid, signal.SIGKILL)
-    return record.pid
+    return kill_instance(name, settings)
 
 
 def set_knobs(service: str, settings: Settings | None = None, **knobs) -> dict:

@@ -146,3 +146,22 @@ def test_under_noeviction_a_full_redis_refuses_writes_but_loses_no_event(private
     assert all(m.status_code == 201 for m in made), "writes must commit while Redis refuses writes"
     audit, _ = wait_for_audit(client, [m.json()["id"] for m in made], timeout_s=30)
     assert (audit["submitted_events"] == 1).all()
+
+
+def test_the_fault_cli_turns_knobs_and_says_how_to_undo(private_lab):
+    import os
+    import subprocess
+    import sys
+
+    s = private_lab.settings
+    env = dict(os.environ, LAB_RUN_DIR=str(s.run_dir), LAB_REDIS_PORT=str(s.redis_port),
+               **{f"LAB_{name.upper()}_PORT": str(s.port_of(name)) for name in ("gateway", "policy", "claims",
+                                                                                  "customer", "worker")})
+    done = subprocess.run([sys.executable, "-m", "labkit", "fault", "slow", "policy", "--delay-ms", "3"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "undo: labkit fault slow policy" in done.stdout
+    assert httpx.get(s.url_of("policy") + "/admin/knobs").json()["delay_ms"] == 3
+    undo = done.stdout.split("undo: ")[1].split()
+    assert subprocess.run([sys.executable, "-m", *undo], env=env, timeout=30).returncode == 0
+    assert httpx.get(s.url_of("policy") + "/admin/knobs").json()["delay_ms"] == 0
