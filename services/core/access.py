@@ -53,7 +53,9 @@ class Principal:
             raise LabError(404, "not_found", f"{kind} {entity_id} does not exist")
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
+    # ``async`` although nothing here awaits: FastAPI runs a plain ``def`` dependency in a worker thread,
+    # and that hop would cost more than the HMAC check itself on every request.
     identity = verify_identity(request.headers.get(HEADER), request.app.state.settings.shared_secret())
     if identity is None:
         raise LabError(401, "unauthenticated", "log in first (POST /api/auth/login) or send a valid identity")

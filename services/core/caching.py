@@ -122,7 +122,7 @@ async def read_batch(cache: "ServiceCache", kind: str, raw_ids: str, load_one: C
     return {"items": items, "errors": errors, "cache": {"hits": hits, "misses": len(results) - hits}}
 
 
-def service_cache(request: Request) -> ServiceCache:
+async def service_cache(request: Request) -> ServiceCache:
     state = request.app.state
     return ServiceCache(state.redis, state.settings, state.cache_stats, f"{state.service}/{state.instance_id}")
 

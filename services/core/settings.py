@@ -125,6 +125,11 @@ class Settings(BaseSettings):
 
     def shared_secret(self) -> str:
         """The identity-signing key: from the environment, or the run directory's (made once, mode 0600)."""
+        return self.secret_value
+
+    @cached_property
+    def secret_value(self) -> str:
+        """Read once per settings object: every request checks a signature, none should read a file."""
         if self.internal_secret:
             return self.internal_secret
         path = self.run_dir / "internal-secret"
@@ -141,6 +146,10 @@ class Settings(BaseSettings):
 
     def api_key(self) -> str:
         """The key labkit, tests and curl use at the gateway to act as the lab's system user."""
+        return self.api_key_value
+
+    @cached_property
+    def api_key_value(self) -> str:
         return hmac.new(self.shared_secret().encode(), b"lab-api-key", hashlib.sha256).hexdigest()[:40]
 
 
