@@ -9,6 +9,7 @@ gateway's own signature counts.
 from __future__ import annotations
 
 import hmac
+import time
 from http.cookies import SimpleCookie
 
 from services.patterns import sessions
@@ -45,5 +46,23 @@ async def identity_for(state, cookie_header: str | None, authorization: str | No
             "sid": session.id[:8]}
 
 
+#: A signed identity stays valid for a minute (``identity.verify_identity``); reusing one for this long
+#: saves signing the same identity again on every request of a busy caller.
+REUSE_SIGNATURE_S = 10.0
+
+
 def signed_header(state, identity: dict) -> str:
-    return sign_identity(identity, state.settings.shared_secret())
+    """The signed ``X-Lab-Identity`` for ``identity``, reused for a few seconds per identity."""
+    cache = getattr(state, "signed_identities", None)
+    if cache is None:
+        cache = state.signed_identities = {}
+    cache_key = tuple(sorted((k, str(v)) for k, v in identity.items()))
+    now = time.monotonic()
+    cached = cache.get(cache_key)
+    if cached and cached[0] > now:
+        return cached[1]
+    if len(cache) > 10_000:  # many distinct sessions: start over rather than grow without bound
+        cache.clear()
+    header = sign_identity(identity, state.settings.shared_secret())
+    cache[cache_key] = (now + REUSE_SIGNATURE_S, header)
+    return header
