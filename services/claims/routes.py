@@ -73,7 +73,7 @@ async def get_claims_batch(request: Request, who: Caller, cache: CacheDep,
 @router.get("/{claim_id}", response_model=Claim)
 async def get_claim(claim_id: ClaimId, request: Request, response: Response, who: Caller, cache: CacheDep):
     claim = await cache.read(response, "claim", keys.cache_entity("claim", claim_id),
-                             lambda: repo.get_claim(request.app.state.db, claim_id))
+                             lambda: repo.get_claim(request.app.state.db, claim_id), entity_id=claim_id)
     if claim is None:
         raise not_found("claim", claim_id)
     who.ensure_sees(claim["customer_id"], "claim", claim_id)

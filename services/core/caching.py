@@ -46,16 +46,23 @@ class ServiceCache:
     source: str  # "policy/policy-3001-ab12": who invalidated, in the event
 
     async def read(self, response: Response, kind: str, key: str, load: Callable[[], Awaitable[Any]],
-                   tags: Iterable[str] = ()) -> Any:
-        """Cache-aside read of one value; sets ``X-Cache: HIT|MISS`` on ``response``."""
+                   tags: Iterable[str] = (), entity_id: str | None = None) -> Any:
+        """Cache-aside read of one value; sets ``X-Cache: HIT|MISS`` on ``response``.
+
+        ``entity_id`` marks the read of one entity's own copy: under ``delete_with_token`` its fill is then
+        guarded by the entity's generation (lesson 06).
+        """
         if not self.settings.cache_enabled:
             self.stats.misses[kind] += 1
             self.stats.sor_loads[kind] += 1
             response.headers["X-Cache"] = "MISS"
             return await load()
+        guarded = entity_id is not None and self.settings.cache_coherence == "delete_with_token"
         value, hit = await pattern.cache_aside_get(self.redis, key, load, ttl_for(self.settings, kind), tags=tags,
                                                    stats=self.stats, kind=kind,
-                                                   timeout_s=self.settings.cache_timeout_s)
+                                                   timeout_s=self.settings.cache_timeout_s,
+                                                   generation_key=keys.cache_generation(kind, entity_id)
+                                                   if guarded else None)
         response.headers["X-Cache"] = "HIT" if hit else "MISS"
         return value
 
@@ -76,9 +83,13 @@ class ServiceCache:
         customer): their lists and overviews changed too. Then announce it — best effort, like the deletes.
         Runs even with caching off, so copies from before the switch cannot outlive a write.
         """
+        coherence = self.settings.cache_coherence
+        if coherence == "ttl_only":  # the comparison baseline of lesson 06: copies live until their TTL
+            return
+        generations = [keys.cache_generation(kind, entity_id)] if coherence == "delete_with_token" else []
         deleted = await pattern.invalidate(self.redis, [keys.cache_entity(kind, entity_id)],
                                            dependents_of=[entity_id, *parents], stats=self.stats, kind=kind,
-                                           timeout_s=self.settings.cache_timeout_s)
+                                           timeout_s=self.settings.cache_timeout_s, generations=generations)
         if deleted is None:
             return
         event = Event(EventType.CACHE_INVALIDATED, self.source, entity_id,

@@ -13,6 +13,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     cache_jitter: float = 0.1  # jittered: TTL * (1 ± jitter)
     cache_negative_ttl_s: float = 5.0  # "no such id" is cached this long; 0 = never
     cache_timeout_s: float = 0.25  # a cache call slower than this counts as a miss (fail open)
+    # How a write keeps the copies coherent (lesson 06): delete_with_token (delete the copy and bump the
+    # entity's generation, so a reader that loaded the old row before the write cannot put it back),
+    # delete_on_write (lesson 01's plain delete: the stale-set race stays open), ttl_only (no invalidation:
+    # copies are wrong until they expire — for comparison only).
+    cache_coherence: Literal["delete_with_token", "delete_on_write", "ttl_only"] = "delete_with_token"
 
     # Timeouts (seconds) for one upstream call from the gateway or between services.
     upstream_timeout_s: float = 5.0

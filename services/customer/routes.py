@@ -56,7 +56,8 @@ async def get_customer(customer_id: CustomerId, request: Request, response: Resp
                        cache: CacheDep):
     who.ensure_sees(customer_id, "customer", customer_id)
     customer = await cache.read(response, "customer", keys.cache_entity("customer", customer_id),
-                                lambda: repo.get_customer(request.app.state.db, customer_id))
+                                lambda: repo.get_customer(request.app.state.db, customer_id),
+                                entity_id=customer_id)
     if customer is None:
         raise not_found("customer", customer_id)
     return customer

@@ -125,20 +125,43 @@ async def _bounded(awaitable, timeout_s: float | None):
 
 Tags = Iterable[str] | Callable[[Any], Iterable[str]]
 
+# KEYS[1] copy, KEYS[2] generation; ARGV[1] the generation the reader saw ("" = none), ARGV[2] value,
+# ARGV[3] TTL ms. SET only if no write bumped the generation since the reader looked. 1 = filled.
+# (Lesson 06: this closes the stale-set race of delete-on-write.)
+FILL_IF_GENERATION = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+#: A generation counter must outlive every copy filled under it (a day is far longer than any TTL here).
+GENERATION_TTL_MS = 24 * 3600 * 1000
+
 
 async def cache_aside_get(r: Redis, key: str, load: Callable[[], Awaitable[Any]], ttl: Ttl, *,
                           tags: Tags = (), stats: CacheStats | None = None, kind: str = "value",
-                          timeout_s: float | None = 0.25) -> tuple[Any, bool]:
+                          timeout_s: float | None = 0.25, generation_key: str | None = None) -> tuple[Any, bool]:
     """``(value, hit)``: the cached copy, or ``load()``'s result stored for next time.
 
     ``tags`` are the entity ids the value was built from (or a function of the loaded value giving them);
     the key joins each one's tag set. ``load()`` returning None means "does not exist" and is cached for
     ``ttl.negative_s``. ``timeout_s`` bounds each Redis call: slower counts as a miss.
+
+    With ``generation_key`` (lesson 06's *delete with token*), the entity's write counter is read in the same
+    round trip, and a miss fills the copy only if no write bumped the counter meanwhile — a slow reader can
+    no longer put an old row back after a write deleted it.
     """
     stats = stats or CacheStats()
+    seen_generation = None
     try:
-        read = r.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else r.get(key)
-        cached = await _bounded(read, timeout_s)
+        if generation_key is None:
+            read = r.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else r.get(key)
+            cached = await _bounded(read, timeout_s)
+        else:
+            pipe = r.pipeline(transaction=False)
+            pipe.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else pipe.get(key)
+            pipe.get(generation_key)
+            cached, seen_generation = await _bounded(pipe.execute(), timeout_s)
     except CACHE_FAILURES as exc:
         log.warning("cache read of %s failed (%r): reading the system of record", key, exc)
         stats.redis_failures[kind] += 1
@@ -158,7 +181,11 @@ async def cache_aside_get(r: Redis, key: str, load: Callable[[], Awaitable[Any]]
     if ttl.negative_s <= 0 and value is None:
         return value, False
     tag_ids = (tags(value) if value is not None else ()) if callable(tags) else tags
-    await store(r, key, value, ttl, tags=tag_ids, stats=stats, kind=kind, timeout_s=timeout_s)
+    if generation_key is not None:
+        await store_if_generation(r, key, value, ttl, generation_key, seen_generation, tags=tag_ids, stats=stats,
+                                  kind=kind, timeout_s=timeout_s)
+    else:
+        await store(r, key, value, ttl, tags=tag_ids, stats=stats, kind=kind, timeout_s=timeout_s)
     return value, False
 
 
@@ -175,9 +202,33 @@ async def store(r: Redis, key: str, value: Any, ttl: Ttl, *, tags: Iterable[str]
             stats.redis_failures[kind] += 1
 
 
+async def store_if_generation(r: Redis, key: str, value: Any, ttl: Ttl, generation_key: str,
+                              seen_generation: str | None, *, tags: Iterable[str] = (),
+                              stats: CacheStats | None = None, kind: str = "value",
+                              timeout_s: float | None = 0.25) -> bool:
+    """Fill the copy only if ``generation_key`` still holds ``seen_generation`` (one Lua script), then tag it."""
+    try:
+        stored = await _bounded(r.eval(FILL_IF_GENERATION, 2, key, generation_key, seen_generation or "",
+                                       to_json(value), ttl.for_value(value)), timeout_s)
+        if stored and tags:
+            pipe = r.pipeline(transaction=False)
+            add_tag_commands(pipe, key, ttl.for_value(value), tags)
+            await _bounded(pipe.execute(), timeout_s)
+    except CACHE_FAILURES as exc:
+        log.warning("cache write of %s failed (%r): the next read loads it again", key, exc)
+        if stats:
+            stats.redis_failures[kind] += 1
+        return False
+    return bool(stored)
+
+
 def add_store_commands(pipe, key: str, value: Any, ttl: Ttl, tags: Iterable[str] = ()) -> None:
     ttl_ms = ttl.for_value(value)
     pipe.set(key, to_json(value), px=ttl_ms)
+    add_tag_commands(pipe, key, ttl_ms, tags)
+
+
+def add_tag_commands(pipe, key: str, ttl_ms: int, tags: Iterable[str]) -> None:
     for entity_id in tags:
         tag_key = keys.cache_tags(entity_id)
         pipe.sadd(tag_key, key)
@@ -225,12 +276,12 @@ async def cache_aside_get_many(r: Redis, key_of: Callable[[str], str], ids: list
 
 
 async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: Iterable[str] = (), *,
-                     stats: CacheStats | None = None, kind: str = "value",
-                     timeout_s: float | None = 0.25) -> list[str] | None:
+                     stats: CacheStats | None = None, kind: str = "value", timeout_s: float | None = 0.25,
+                     generations: Iterable[str] = ()) -> list[str] | None:
     """Delete ``cached_keys`` and every key in the tag sets of ``dependents_of``. Returns the keys deleted.
 
     Two round trips: read the tag sets, then UNLINK each key and SREM exactly the members read (not DEL the
-    set: a dependent added in between stays listed). Best effort — None when Redis did not answer; the
+    set: a dependent added in between stays listed). ``generations`` are INCRed first (lesson 06's token). Best effort — None when Redis did not answer; the
     copies then expire with their TTL.
     """
     cached_keys, tag_keys = list(cached_keys), [keys.cache_tags(e) for e in dependents_of]
@@ -243,6 +294,9 @@ async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: I
             members = await _bounded(pipe.execute(), timeout_s)
         doomed = list(dict.fromkeys([*cached_keys, *(k for group in members for k in sorted(group))]))
         pipe = r.pipeline(transaction=False)
+        for generation_key in generations:  # first: a reader that loaded before this write may not fill
+            pipe.incr(generation_key)
+            pipe.pexpire(generation_key, GENERATION_TTL_MS)
         for key in doomed:
             pipe.unlink(key)
         for tag_key, group in zip(tag_keys, members):

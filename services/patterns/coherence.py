@@ -39,15 +39,12 @@ from redis.asyncio import Redis
 
 from services.core import keys
 
-from .cache import to_json
+from .cache import FILL_IF_GENERATION, GENERATION_TTL_MS, to_json
 from .envelope import Event, EventType
 from .subscriber import subscribe_forever
 
 STRATEGIES = ("ttl_only", "delete_on_write", "delete_with_token", "write_through", "versioned_keys",
               "event_driven")
-
-#: A generation counter must outlive every copy filled under it (a day is far longer than any TTL here).
-GENERATION_TTL_MS = 24 * 3600 * 1000
 
 Loader = Callable[[], Awaitable[Any]]
 
@@ -74,14 +71,6 @@ class CachedEntity:
     def version(self, number: int | str) -> str:
         return keys.cache_versioned(self.kind, self.entity_id, number)
 
-
-# KEYS[1] copy, KEYS[2] generation; ARGV[1] the generation the reader saw ("" = none), ARGV[2] value,
-# ARGV[3] TTL ms. SET only if no write bumped the generation since the reader looked. 1 = filled.
-FILL_IF_GENERATION = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
 
 # KEYS[1] lock; ARGV[1] the holder's token. Delete the lock only if it is still ours (it may have expired
 # and been taken by another reader meanwhile).

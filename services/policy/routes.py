@@ -69,7 +69,7 @@ async def get_policies_batch(request: Request, who: Caller, cache: CacheDep,
 @router.get("/{policy_id}", response_model=Policy)
 async def get_policy(policy_id: PolicyId, request: Request, response: Response, who: Caller, cache: CacheDep):
     policy = await cache.read(response, "policy", keys.cache_entity("policy", policy_id),
-                              lambda: repo.get_policy(request.app.state.db, policy_id))
+                              lambda: repo.get_policy(request.app.state.db, policy_id), entity_id=policy_id)
     if policy is None:
         raise not_found("policy", policy_id)
     who.ensure_sees(policy["customer_id"], "policy", policy_id)

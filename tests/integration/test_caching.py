@@ -233,3 +233,14 @@ def test_caching_can_be_switched_off(settings, tmp_path, lab):
         client.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_write_bumps_the_entitys_generation_so_slow_fills_are_refused(api, r, new_policy):
+    """Lesson 06's token is the services' default coherence: every write INCRs the entity's generation."""
+    policy = new_policy()
+    generation = keys.cache_generation("policy", policy["id"])
+    api.get(f"/api/policies/{policy['id']}")
+    before = int(r.get(generation) or 0)
+    assert api.patch(f"/api/policies/{policy['id']}", json={"premium_cents": 12_345}).status_code == 200
+    assert int(r.get(generation)) == before + 1
+    assert api.get(f"/api/policies/{policy['id']}").json()["premium_cents"] == 12_345

@@ -197,3 +197,31 @@ def test_a_redis_that_never_answers_counts_as_a_miss_after_the_timeout():
         return value, stats.summary()
     value, summary = asyncio.run(main())
     assert value == ({"id": entity}, False) and source.calls == 1 and summary["redis_failures"] == 2
+
+
+def test_a_fill_guarded_by_the_generation_cannot_put_back_a_row_a_write_replaced(redis_url):
+    """The stale-set race, with the lab's default coherence (lesson 06): the slow reader's fill is refused."""
+    from services.patterns.cache import Ttl, cache_aside_get, invalidate
+
+    key, generation = keys.cache_entity("unit", "RACE-1"), keys.cache_generation("unit", "RACE-1")
+
+    async def body(r):
+        await r.delete(key, generation)
+
+        async def slow_load_of_the_old_row():
+            # while this reader was loading, a writer committed and invalidated (with the token)
+            await invalidate(r, [key], generations=[generation])
+            return {"version": 1}
+
+        value, hit = await cache_aside_get(r, key, slow_load_of_the_old_row, Ttl.fixed(60),
+                                           generation_key=generation)
+        after = await r.get(key)
+        unguarded, _ = await cache_aside_get(r, key, slow_load_of_the_old_row, Ttl.fixed(60))
+        unguarded_after = await r.get(key)
+        await r.delete(key, generation)
+        return value, hit, after, unguarded_after
+
+    value, hit, after, unguarded_after = run(redis_url, body)
+    assert value == {"version": 1} and not hit  # the reader still answers with what it loaded
+    assert after is None  # ... but the old row is not left in the cache for everyone else
+    assert unguarded_after == '{"version":1}'  # without the token, the race leaves the stale copy behind
