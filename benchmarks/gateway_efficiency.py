@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,29 +25,9 @@ from pathlib import Path
 from labkit import procs
 from labkit.seed import seed
 
-from .harness import alternate, print_table, running_lab
+from .harness import alternate, nginx_proxy, print_table, running_lab
 
 TARGETS = {"throughput_kept": (">=", 0.5), "added_p50_ms": ("<=", 0.5)}
-NGINX_CONF = """
-worker_processes 1;
-error_log {dir}/error.log warn;
-pid {dir}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  upstream policy {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location /api/ {{
-      proxy_pass http://policy/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
 
 
 @contextlib.contextmanager
@@ -68,32 +47,6 @@ def static_gateway(lab):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def nginx_proxy(upstream_port: int):
-    """nginx in front of the policy service, or None when nginx is not installed."""
-    binary = shutil.which("nginx")
-    if binary is None:
-        yield None
-        return
-    work, port = Path(tempfile.mkdtemp(prefix="nginx-")), procs.free_port()
-    (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, upstream=upstream_port, port=port))
-    proc = subprocess.Popen([binary, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            if procs.port_in_use("127.0.0.1", port):
-                break
-            if proc.poll() is not None:
-                break
-            import time
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}" if proc.poll() is None else None
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per path and concurrency")
@@ -102,7 +55,7 @@ def main(argv=None) -> dict:
     path = "/policies/POL-000001"
     with running_lab() as lab:
         seed()
-        with static_gateway(lab) as static_url, nginx_proxy(lab.settings.port_of("policy")) as nginx_url:
+        with static_gateway(lab) as static_url, nginx_proxy(lab.settings.url_of("policy")) as nginx_url:
             contenders = {"direct": (lab.settings.url_of("policy") + path, lab.service_headers),
                           "gateway": (f"{lab.gateway_url}/api{path}", lab.gateway_headers),
                           "gateway-static": (f"{static_url}/api{path}", lab.gateway_headers)}

@@ -124,3 +124,61 @@ def print_figures(figures: dict, targets: dict) -> None:
         shown = f"{value:10.4g}" if isinstance(value, float) else f"{value!s:>10}"
         target = targets.get(name)
         print(f"{name:<{width}}{shown}" + (f"   (target {target[0]} {target[1]:g})" if target else ""))
+
+
+NGINX_CONF = """
+user {user};
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi;
+  uwsgi_temp_path {work}/uwsgi;
+  scgi_temp_path {work}/scgi;
+  upstream policy {{ server {upstream}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /api/ {{
+      proxy_pass http://policy/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx_proxy(upstream_url: str):
+    """nginx as a plain reverse proxy (``/api/x`` -> ``upstream/x``, like our gateway) in front of one
+    service: the yardstick for a proxy hop. Yields its URL, or None when nginx is not on PATH."""
+    import getpass
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from labkit import procs
+
+    binary = shutil.which("nginx")
+    if binary is None:
+        yield None
+        return
+    work, port = Path(tempfile.mkdtemp(prefix="lab-nginx-")), procs.free_port()
+    (work / "nginx.conf").write_text(NGINX_CONF.format(user=getpass.getuser(), work=work, port=port,
+                                                       upstream=upstream_url.removeprefix("http://")))
+    proc = subprocess.Popen([binary, "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf"),
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not procs.port_in_use("127.0.0.1", port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}" if proc.poll() is None else None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)

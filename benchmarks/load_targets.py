@@ -14,13 +14,9 @@ Run: ``python -m benchmarks.load_targets [--seconds 3]``.
 from __future__ import annotations
 
 import argparse
-import getpass
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
@@ -30,7 +26,7 @@ from labkit.seed import seed
 from labkit.tables import text_table
 from services.core.settings import PROJECT_ROOT
 
-from .harness import alternate, print_figures, print_table, running_lab
+from .harness import alternate, nginx_proxy, print_figures, print_table, running_lab
 
 TARGETS = {"cached_read_p50_ms_c1": ("<", 1.0), "read_mix_vs_slowest_service_c16": (">=", 0.5),
            "cached_read_vs_bare_uvicorn_c16": (">=", 0.8)}
@@ -62,41 +58,6 @@ def start_bare_endpoint() -> tuple[subprocess.Popen, str]:
     url = f"http://127.0.0.1:{port}/"
     _wait_answers(url, proc)
     return proc, url
-
-
-def start_nginx(upstream: str) -> tuple[subprocess.Popen, str, Path]:
-    """nginx as a plain reverse proxy in front of the policy service (only called if nginx is on PATH)."""
-    port, workdir = procs.free_port(), Path(tempfile.mkdtemp(prefix="lab-nginx-"))
-    (workdir / "nginx.conf").write_text(f"""
-user {getpass.getuser()};
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {workdir}/body;
-  proxy_temp_path {workdir}/proxy;
-  fastcgi_temp_path {workdir}/fastcgi;
-  uwsgi_temp_path {workdir}/uwsgi;
-  scgi_temp_path {workdir}/scgi;
-  upstream policy {{ server {upstream.removeprefix('http://')}; keepalive 32; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location /api/ {{
-      proxy_pass http://policy/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-""")
-    proc = subprocess.Popen([shutil.which("nginx"), "-p", str(workdir), "-e", str(workdir / "error.log"),
-                             "-c", str(workdir / "nginx.conf"), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    _wait_answers(url + "/", proc)
-    return proc, url, workdir
 
 
 def _wait_answers(url: str, proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -165,19 +126,16 @@ def main(argv=None) -> dict:
                                                       / c16["bare uvicorn, constant JSON"].rps)
         runs = [*c1.values(), *c16.values()]
 
-        if shutil.which("nginx"):
-            nginx, nginx_url, workdir = start_nginx(lab.settings.url_of("policy"))
-            try:
+        with nginx_proxy(lab.settings.url_of("policy")) as nginx_url:
+            if nginx_url:
                 _must_answer_200(nginx_url + HOT_POLICY, lab.service_headers())  # nginx strips /api like ours
                 proxied = alternate({"nginx -> policy": (nginx_url + HOT_POLICY, lab.service_headers),
                                      "our gateway -> policy": (hot, lab.gateway_headers)}, 16, args.seconds)
-            finally:
-                _stop(nginx)
-                shutil.rmtree(workdir, ignore_errors=True)
-            figures["gateway_vs_nginx_c16"] = (proxied["our gateway -> policy"].rps / proxied["nginx -> policy"].rps)
-            runs += list(proxied.values())
-        else:
-            print("\nnginx comparison skipped: nginx is not on PATH")
+                figures["gateway_vs_nginx_c16"] = (proxied["our gateway -> policy"].rps
+                                                   / proxied["nginx -> policy"].rps)
+                runs += list(proxied.values())
+            else:
+                print("\nnginx comparison skipped: nginx is not on PATH")
 
     print_table("cached read of POL-000001 (closed loop)", runs)
     print_figures(figures, TARGETS)
