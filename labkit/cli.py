@@ -147,7 +147,7 @@ def cmd_fault(args) -> int:
     from . import faults
 
     if args.fault == "kill":
-        print(f"SIGKILLed {args.name} (pid {faults.kill_service(args.name)}); bring it back: labkit restart "
+        print(f"SIGKILLed {args.name} (pid {faults.kill_instance(args.name)}); bring it back: labkit restart "
               f"{args.name.split('#')[0]}" + (f" (or labkit.restart_instance('{args.name}'))" if "#" in args.name else ""))
     elif args.fault == "redis-restart":
         server = faults.restart_redis(down_for_s=args.down)

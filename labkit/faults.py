@@ -22,9 +22,9 @@ import redis
 from services.core.settings import Settings, get_settings
 
 from . import procs, redis_server
-from .lab import kill_instance
 from .auth import ServiceAuth
 from .errors import LabkitError
+from .lab import kill_instance  # noqa: F401 - SIGKILL one instance is a fault too: faults.kill_instance
 
 
 def _managed_server(settings: Settings) -> redis_server.RedisServer:
@@ -62,11 +62,6 @@ def restart_redis(settings: Settings | None = None, down_for_s: float = 0.0) -> 
     time.sleep(down_for_s)
     # Detached: the restarted server belongs to the lab, not to whoever asked for the restart.
     return redis_server.start(settings, detached=True)
-
-
-def kill_service(name: str, settings: Settings | None = None) -> int:
-    """SIGKILL one labkit-started process by its pidfile name (``claims``, ``claims#2``): no goodbye."""
-    return kill_instance(name, settings)
 
 
 def set_knobs(service: str, settings: Settings | None = None, **knobs) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 
 from . import acl, redis_client
 from .caching import install_cache_stats
@@ -101,8 +101,3 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, service=spec.name)
     return app
-
-
-def state(request: Request):
-    """Shortcut for routes: ``state(request).redis``, ``state(request).db`` ..."""
-    return request.app.state

@@ -20,7 +20,8 @@ access_log = logging.getLogger("lab.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-def _header(scope, name: bytes) -> bytes | None:
+def header(scope, name: bytes) -> bytes | None:
+    """The raw value of one request header in an ASGI scope (names are lower-case bytes), or None."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return value
@@ -34,7 +35,7 @@ class RequestContext:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming.decode("latin-1") if incoming else ""
         if not _SAFE_REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
@@ -76,7 +77,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse(send)
         received = 0

@@ -25,6 +25,7 @@ import logging
 import aiohttp
 
 from services.auth.edge import identity_for, signed_header
+from services.core.middleware import header
 from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
@@ -41,11 +42,9 @@ HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-autho
 SET_BY_GATEWAY = HOP_BY_HOP | {b"date", b"server"}
 
 
-def _header(scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def _text_header(scope, name: bytes) -> str | None:
+    value = header(scope, name)
+    return value.decode("latin-1") if value is not None else None
 
 
 def split_api_path(path: str) -> tuple[str | None, str]:
@@ -96,7 +95,8 @@ class ProxyMiddleware:
             return await self.app(scope, receive, send)
         state = scope["app"].state
         try:
-            identity = await identity_for(state, _header(scope, b"cookie"), _header(scope, b"authorization"))
+            identity = await identity_for(state, _text_header(scope, b"cookie"),
+                                          _text_header(scope, b"authorization"))
         except REDIS_DOWN:
             return await send_json(send, 503, gateway_error(
                 "session_store_unavailable", "sessions cannot be checked while Redis is unreachable; retry shortly",

@@ -71,7 +71,7 @@ def test_sessions_survive_a_planned_redis_restart_and_services_reconnect(private
 
 
 def test_a_killed_service_is_reported_and_comes_back_on_restart(private_lab):
-    faults.kill_service("customer", private_lab.settings)
+    faults.kill_instance("customer", private_lab.settings)
     assert poll(lambda: health_status(private_lab, "customer") == "unreachable")
     gateway_health = httpx.get(private_lab.gateway_url + "/health", timeout=10).json()
     assert gateway_health["status"] == "degraded" and gateway_health["services"]["customer"]["status"] == "down"
