@@ -25,7 +25,7 @@ from pathlib import Path
 from labkit import procs
 from labkit.seed import seed
 
-from .harness import alternate, nginx_proxy, print_table, running_lab
+from .harness import alternate, hop_headers, nginx_proxy, print_table, running_lab
 
 TARGETS = {"throughput_kept": (">=", 0.5), "added_p50_ms": ("<=", 0.5)}
 
@@ -57,8 +57,8 @@ def main(argv=None) -> dict:
         seed()
         with static_gateway(lab) as static_url, nginx_proxy(lab.settings.url_of("policy")) as nginx_url:
             contenders = {"direct": (lab.settings.url_of("policy") + path, lab.service_headers),
-                          "gateway": (f"{lab.gateway_url}/api{path}", lab.gateway_headers),
-                          "gateway-static": (f"{static_url}/api{path}", lab.gateway_headers)}
+                          "gateway": (f"{lab.gateway_url}/api{path}", hop_headers(lab)),
+                          "gateway-static": (f"{static_url}/api{path}", hop_headers(lab))}
             if nginx_url:
                 contenders["nginx"] = (f"{nginx_url}/api{path}", lab.service_headers)
             c1 = alternate(contenders, 1, args.seconds)

@@ -95,6 +95,11 @@ def alternate(contenders: dict[str, tuple], concurrency: int, seconds: float, ro
     return merged
 
 
+def hop_headers(lab):
+    """Headers for measuring the proxy hop itself: past the gateway's response cache, to an instance."""
+    return lambda: lab.gateway_headers(ask_the_service=True)
+
+
 def print_table(title: str, runs: list[Run]) -> None:
     print(f"\n{title}")
     print(text_table([r.row() for r in runs]))

@@ -25,8 +25,14 @@ class ServiceAuth(httpx.Auth):
         yield request
 
 
-def gateway_headers(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.api_key()}"}
+#: Sent by the experiments that study routing, balancing and faults: without it, repeated reads of one
+#: policy would be answered by the gateway's own response cache and never reach an instance.
+ASK_THE_SERVICE = {"Cache-Control": "no-cache"}
+
+
+def gateway_headers(settings: Settings, *, ask_the_service: bool = False) -> dict[str, str]:
+    """The lab's API key; with ``ask_the_service``, also ``Cache-Control: no-cache`` (skip the gateway's cache)."""
+    return {"Authorization": f"Bearer {settings.api_key()}", **(ASK_THE_SERVICE if ask_the_service else {})}
 
 
 def service_headers(settings: Settings) -> dict[str, str]:

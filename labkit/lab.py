@@ -58,8 +58,9 @@ class Lab:
             self._client = auth.gateway_client(self.settings)
         return self._client
 
-    def gateway_headers(self) -> dict[str, str]:
-        return auth.gateway_headers(self.settings)
+    def gateway_headers(self, *, ask_the_service: bool = False) -> dict[str, str]:
+        """The lab's API key; ``ask_the_service=True`` adds ``Cache-Control: no-cache`` (skip the gateway's cache)."""
+        return auth.gateway_headers(self.settings, ask_the_service=ask_the_service)
 
     def service_headers(self) -> dict[str, str]:
         """A signed identity for calls straight to a service; valid for about a minute."""

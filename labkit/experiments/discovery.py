@@ -51,7 +51,7 @@ async def _kill_under_traffic(settings: Settings, service: str, victim: str, bef
     r = lab_module.status(settings).redis_client()
     rows, milestones = [], {}
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession(headers=gateway_headers(settings)) as session:
+    async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
         started = time.perf_counter()
 
         async def one(t_s: float):

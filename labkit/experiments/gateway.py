@@ -42,7 +42,7 @@ def set_strategy(settings: Settings, service: str, strategy: str) -> None:
 
 async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) -> list[dict]:
     url, rows = settings.url_of("gateway") + path, []
-    async with aiohttp.ClientSession(headers=gateway_headers(settings),
+    async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True),
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         remaining = n
 
@@ -96,7 +96,7 @@ def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 30.0, s
 
 async def _open_loop(settings: Settings, path: str, rate: float, seconds: float) -> list[dict]:
     url, rows = settings.url_of("gateway") + path, []
-    async with aiohttp.ClientSession(headers=gateway_headers(settings)) as session:
+    async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
         started = time.perf_counter()
 
         async def one(t_s: float):

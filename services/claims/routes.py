@@ -43,7 +43,7 @@ async def submit_claim(data: ClaimIn, request: Request, who: Caller, cache: Cach
     claim = repo.create_claim(request.app.state.db, data.policy_id, policy["customer_id"], data.amount_cents,
                               data.description, actor=who.sub, coverage_cents=policy["coverage_cents"])
     await cache.invalidate("claim", claim["id"], parents=[claim["policy_id"], claim["customer_id"]],
-                           reason="claim.submitted")
+                           reason="claim.submitted", new_value=claim)
     return claim
 
 
@@ -100,7 +100,7 @@ async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, requ
         raise LabError(409, "concurrent_change", f"claim {claim_id} changed while this request ran; retry",
                        "status")
     await cache.invalidate("claim", claim_id, parents=[updated["policy_id"], updated["customer_id"]],
-                           reason="claim.status_changed")
+                           reason="claim.status_changed", new_value=updated)
     return updated
 
 

@@ -19,7 +19,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 
 from . import acl, redis_client
-from .caching import install_cache_stats
+from .caching import install_cache_stats, start_event_driven_invalidation, stop_event_driven_invalidation
 from .db import Database
 from .discovery import start_registration, stop_registration
 from .errors import ERROR_RESPONSES, install_error_handlers
@@ -69,11 +69,13 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
                         if spec.schema else None)
         for hook in spec.on_startup:
             await hook(app)
+        start_event_driven_invalidation(app)  # lesson 06, only under LAB_CACHE_COHERENCE=event_driven
         start_registration(app)  # lesson 03: register in Redis, heartbeat, deregister on shutdown
         try:
             yield
         finally:
             await stop_registration(app)
+            await stop_event_driven_invalidation(app)
             for hook in reversed(spec.on_shutdown):
                 await hook(app)
             await app.state.http.aclose()

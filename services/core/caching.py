@@ -8,6 +8,7 @@ lives in ``services/patterns/cache.py``; this module only decides *which* TTL an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Annotated, Any, Awaitable, Callable, Iterable
@@ -19,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from services.patterns import cache as pattern
 from services.patterns.envelope import Event, EventType
+from services.patterns.subscriber import subscribe_forever
 
 from . import keys
 from .errors import LabError
@@ -49,15 +51,19 @@ class ServiceCache:
                    tags: Iterable[str] = (), entity_id: str | None = None) -> Any:
         """Cache-aside read of one value; sets ``X-Cache: HIT|MISS`` on ``response``.
 
-        ``entity_id`` marks the read of one entity's own copy: under ``delete_with_token`` its fill is then
-        guarded by the entity's generation (lesson 06).
+        ``entity_id`` marks the read of one entity's own copy, which the coherence strategy may shape
+        (lesson 06): under ``delete_with_token`` its fill is guarded by the entity's generation; under
+        ``versioned_keys`` the copy read is the one of the entity's current version.
         """
-        if not self.settings.cache_enabled:
+        coherence = self.settings.cache_coherence
+        if entity_id is not None and coherence == "versioned_keys" and self.settings.cache_enabled:
+            key = await self._current_version_key(kind, entity_id)
+        if not self.settings.cache_enabled or key is None:
             self.stats.misses[kind] += 1
             self.stats.sor_loads[kind] += 1
             response.headers["X-Cache"] = "MISS"
             return await load()
-        guarded = entity_id is not None and self.settings.cache_coherence == "delete_with_token"
+        guarded = entity_id is not None and coherence == "delete_with_token"
         value, hit = await pattern.cache_aside_get(self.redis, key, load, ttl_for(self.settings, kind), tags=tags,
                                                    stats=self.stats, kind=kind,
                                                    timeout_s=self.settings.cache_timeout_s,
@@ -65,6 +71,18 @@ class ServiceCache:
                                                    if guarded else None)
         response.headers["X-Cache"] = "HIT" if hit else "MISS"
         return value
+
+    async def _current_version_key(self, kind: str, entity_id: str) -> str | None:
+        """``lab:cache:policy:{POL-1}:v<generation>``: one round trip before the read. None if Redis did not
+        answer — then the read goes to the system of record rather than guess a version."""
+        try:
+            version = await asyncio.wait_for(self.redis.get(keys.cache_generation(kind, entity_id)),
+                                             self.settings.cache_timeout_s)
+        except pattern.CACHE_FAILURES as exc:
+            log.warning("could not read the version of %s %s (%r)", kind, entity_id, exc)
+            self.stats.redis_failures[kind] += 1
+            return None
+        return keys.cache_versioned(kind, entity_id, version or 0)
 
     async def read_many(self, kind: str, ids: list[str], load_one: Callable[[str], Awaitable[Any]]):
         """``{id: (value, hit)}`` in one MGET + one pipeline (or straight from the SoR with caching off)."""
@@ -76,28 +94,84 @@ class ServiceCache:
                                                   ttl_for(self.settings, kind), stats=self.stats, kind=kind,
                                                   timeout_s=self.settings.cache_timeout_s)
 
-    async def invalidate(self, kind: str, entity_id: str, parents: Iterable[str] = (), reason: str = "") -> None:
-        """After a committed write: delete the entity's copy and everything derived from it or its parents.
+    async def invalidate(self, kind: str, entity_id: str, parents: Iterable[str] = (), reason: str = "",
+                         new_value: Any = None) -> None:
+        """After a committed write: make the copies follow it, as the coherence strategy says (lesson 06).
 
         ``parents`` are the entities the written one belongs to (a policy's customer; a claim's policy and
-        customer): their lists and overviews changed too. Then announce it — best effort, like the deletes.
+        customer): their lists and overviews changed too, and are deleted under every strategy but
+        ``ttl_only``. ``new_value`` is the committed row (None once deleted), for ``write_through``. Then
+        the change is announced on ``lab:events:invalidations`` — best effort, like the cache calls.
         Runs even with caching off, so copies from before the switch cannot outlive a write.
         """
         coherence = self.settings.cache_coherence
         if coherence == "ttl_only":  # the comparison baseline of lesson 06: copies live until their TTL
             return
-        generations = [keys.cache_generation(kind, entity_id)] if coherence == "delete_with_token" else []
-        deleted = await pattern.invalidate(self.redis, [keys.cache_entity(kind, entity_id)],
-                                           dependents_of=[entity_id, *parents], stats=self.stats, kind=kind,
-                                           timeout_s=self.settings.cache_timeout_s, generations=generations)
+        announced = {"kind": kind, "reason": reason, "parents": list(parents), "strategy": coherence}
+        if coherence == "event_driven":  # the writer only announces; every instance deletes on the event
+            return await self._announce(entity_id, {**announced, "keys": []})
+        own_copy = [] if coherence in ("versioned_keys", "write_through") else [keys.cache_entity(kind, entity_id)]
+        generations = [keys.cache_generation(kind, entity_id)] if coherence in ("delete_with_token",
+                                                                                 "versioned_keys") else []
+        deleted = await pattern.invalidate(self.redis, own_copy, dependents_of=[entity_id, *parents],
+                                           stats=self.stats, kind=kind, timeout_s=self.settings.cache_timeout_s,
+                                           generations=generations)
         if deleted is None:
             return
-        event = Event(EventType.CACHE_INVALIDATED, self.source, entity_id,
-                      {"kind": kind, "keys": deleted, "reason": reason})
+        if coherence == "write_through":
+            await self._write_through(kind, entity_id, new_value)
+        await self._announce(entity_id, {**announced, "keys": deleted})
+
+    async def _write_through(self, kind: str, entity_id: str, new_value: Any) -> None:
+        """SET the committed row as the new copy (a deleted entity: no copy). Two writers can still SET in
+        the opposite order of their commits — lesson 06 measures how often that leaves a stale copy."""
+        key = keys.cache_entity(kind, entity_id)
+        if new_value is None:
+            await pattern.invalidate(self.redis, [key], stats=self.stats, kind=kind,
+                                     timeout_s=self.settings.cache_timeout_s)
+        else:
+            await pattern.store(self.redis, key, new_value, ttl_for(self.settings, kind), stats=self.stats,
+                                kind=kind, timeout_s=self.settings.cache_timeout_s)
+
+    async def _announce(self, entity_id: str, data: dict) -> None:
+        event = Event(EventType.CACHE_INVALIDATED, self.source, entity_id, data)
         try:
             await self.redis.publish(INVALIDATIONS_CHANNEL, event.to_json())
         except REDIS_DOWN as exc:
             log.warning("could not announce the invalidation of %s (%r)", entity_id, exc)
+
+
+async def invalidate_announced_changes(app: FastAPI) -> None:
+    """``event_driven`` coherence: forever, delete what an announced write made stale.
+
+    Every instance of the service runs this and handles its own service's announcements (``source``
+    ``policy/<instance>``), so copies go when the event arrives — a window of about a pub/sub hop in which
+    readers still get the old copy, and until the TTL if the event is lost (pub/sub keeps nothing).
+    """
+    state = app.state
+
+    async def on_event(event: Event) -> None:
+        data = event.data
+        if data.get("strategy") != "event_driven" or event.source.split("/")[0] != state.service:
+            return
+        await pattern.invalidate(state.redis, [keys.cache_entity(data["kind"], event.subject)],
+                                 dependents_of=[event.subject, *data.get("parents", [])], stats=state.cache_stats,
+                                 kind=data["kind"], timeout_s=state.settings.cache_timeout_s)
+
+    await subscribe_forever(state.redis, [INVALIDATIONS_CHANNEL], on_event)
+
+
+def start_event_driven_invalidation(app: FastAPI) -> None:
+    """Called at start-up: the subscriber runs only when the lab is set to ``event_driven``."""
+    app.state.invalidator = (asyncio.create_task(invalidate_announced_changes(app), name="event-driven-invalidation")
+                             if app.state.settings.cache_coherence == "event_driven" else None)
+
+
+async def stop_event_driven_invalidation(app: FastAPI) -> None:
+    task = getattr(app.state, "invalidator", None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 MAX_BATCH = 100

@@ -63,11 +63,14 @@ class Settings(BaseSettings):
     cache_jitter: float = 0.1  # jittered: TTL * (1 ± jitter)
     cache_negative_ttl_s: float = 5.0  # "no such id" is cached this long; 0 = never
     cache_timeout_s: float = 0.25  # a cache call slower than this counts as a miss (fail open)
-    # How a write keeps the copies coherent (lesson 06): delete_with_token (delete the copy and bump the
-    # entity's generation, so a reader that loaded the old row before the write cannot put it back),
-    # delete_on_write (lesson 01's plain delete: the stale-set race stays open), ttl_only (no invalidation:
-    # copies are wrong until they expire — for comparison only).
-    cache_coherence: Literal["delete_with_token", "delete_on_write", "ttl_only"] = "delete_with_token"
+    # How a write keeps the copies coherent (lesson 06; services/core/caching.py, services/patterns/coherence.py):
+    # delete_with_token (delete the copy and bump the entity's generation, so a reader that loaded the old
+    # row before the write cannot put it back), delete_on_write (lesson 01's plain delete: the stale-set race
+    # stays open), write_through (SET the committed row as the copy), versioned_keys (bump the version;
+    # readers read the copy of the current version), event_driven (the writer only announces; every instance
+    # deletes when the event arrives), ttl_only (no invalidation: copies are wrong until they expire).
+    cache_coherence: Literal["delete_with_token", "delete_on_write", "write_through", "versioned_keys",
+                             "event_driven", "ttl_only"] = "delete_with_token"
 
     # Timeouts (seconds) for one upstream call from the gateway or between services.
     upstream_timeout_s: float = 5.0
@@ -112,7 +115,7 @@ class Settings(BaseSettings):
     breaker_open_s: float = 2.0  # how long it stays open before one trial request (half-open)
     rate_limit_requests: int = 0  # per client per window at the gateway; 0 = no rate limiting
     rate_limit_window_s: float = 1.0
-    gateway_cache_ttl_s: float = 0.0  # cache GET answers at the gateway this long; 0 = no gateway cache
+    gateway_cache_ttl_s: float = 2.0  # keep GET answers about an entity at the gateway this long; 0 = off
 
     version: str = "0.1.0"
 

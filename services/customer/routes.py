@@ -30,7 +30,8 @@ router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Depend
 async def create_customer(data: CustomerIn, request: Request, who: Caller, cache: CacheDep):
     who.require("agent")
     customer = repo.create_customer(request.app.state.db, data)
-    await cache.invalidate("customer", customer["id"], reason="customer.created")  # a cached "no such id"
+    # drops a cached "no such id" (or, under write_through, replaces it with the new row)
+    await cache.invalidate("customer", customer["id"], reason="customer.created", new_value=customer)
     return customer
 
 
@@ -70,7 +71,7 @@ async def update_customer(customer_id: CustomerId, change: CustomerPatch, reques
     customer = repo.update_customer(request.app.state.db, customer_id, change)  # the system of record first
     if customer is None:
         raise not_found("customer", customer_id)
-    await cache.invalidate("customer", customer_id, reason="customer.updated")  # then drop the copies
+    await cache.invalidate("customer", customer_id, reason="customer.updated", new_value=customer)  # then the copies
     return customer
 
 

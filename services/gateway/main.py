@@ -40,7 +40,8 @@ async def open_upstreams(app: FastAPI) -> None:
     app.state.response_cache = ResponseCache(settings.gateway_cache_ttl_s)
     app.state.cache_invalidation = asyncio.create_task(subscribe_forever(
         app.state.redis, [keys.channel(name) for name in INVALIDATING_CHANNELS],
-        lambda event: drop_cached_answers(app, event)), name="gateway-cache-invalidation")
+        lambda event: drop_cached_answers(app, event), on_subscribed=app.state.response_cache.empty_after_resubscribe),
+        name="gateway-cache-invalidation")
     app.state.health_extra = services_health
     app.state.user_db = open_user_store(settings.database_path("gateway-users"))
 
@@ -53,8 +54,9 @@ async def drop_cached_answers(app: FastAPI, event: Event) -> None:
         return
     cache.drop_entity(event.subject)
     for value in event.data.values():
-        if isinstance(value, str) and ENTITY_ID.fullmatch(value.encode()):
-            cache.drop_entity(value)
+        for named in value if isinstance(value, list) else [value]:  # ``parents`` is a list of ids
+            if isinstance(named, str) and ENTITY_ID.fullmatch(named.encode()):
+                cache.drop_entity(named)
 
 
 async def close_upstreams(app: FastAPI) -> None:

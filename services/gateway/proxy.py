@@ -8,8 +8,8 @@ On the way (lessons 03 and 05): the instance comes from the local view of the re
 through the service's balancer; ``X-Served-By`` names it. A request whose instance refuses the connection
 is retried once on another instance (any method: a refused connection never reached a server), and an
 idempotent one also when the connection broke mid-request. An optional per-client rate limit
-(``services/patterns/ratelimit.py``) and an optional cache of GET answers (``response_cache.py``) sit in
-front; both are off by default so the hop benchmark measures the plain path.
+(``services/patterns/ratelimit.py``, off by default) and a short-lived cache of GET answers about named
+entities (``response_cache.py``, on by default) sit in front.
 
 Why a raw ASGI middleware and aiohttp: this hop is on every request, so it must be cheap. Going around
 FastAPI's routing and request objects, and using aiohttp's client (about 0.5 ms per hop here, where
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import aiohttp
 
@@ -30,7 +31,7 @@ from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
 
-from .response_cache import ENTITY_ID
+from .response_cache import ENTITY_ID, entities_in_path, request_directives
 
 log = logging.getLogger("lab.gateway")
 
@@ -66,6 +67,7 @@ def gateway_error(code: str, message: str, service: str | None, field: str | Non
 
 
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+SAFE = {"GET", "HEAD", "OPTIONS"}  # methods that change nothing (RFC 9110, 9.2.1)
 
 
 async def read_body(receive) -> bytes:
@@ -116,14 +118,14 @@ class ProxyMiddleware:
         query = scope.get("query_string") or b""
         full_path = upstream_path + ("?" + query.decode("latin-1") if query else "")
         cache = state.response_cache
-        if cache.enabled and method == "GET":
+        cache_state = self._cache_state(cache, scope, method, upstream_path)
+        if cache_state == b"MISS":
             cached = cache.get(identity["sub"], full_path)
             if cached is not None:
+                age = str(int(time.monotonic() - cached.stored_at)).encode()
                 await send({"type": "http.response.start", "status": cached.status,
-                            "headers": cached.headers + [(b"x-gateway-cache", b"HIT")]})
+                            "headers": cached.headers + [(b"age", age)]})
                 return await send({"type": "http.response.body", "body": cached.body})
-        elif cache.enabled:
-            _forget_written_entity(cache, upstream_path)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k not in HOP_BY_HOP}
         headers["x-request-id"] = scope["state"]["request_id"]
         headers[IDENTITY_HEADER] = signed_header(state, identity)  # replaces anything the client sent
@@ -135,11 +137,27 @@ class ProxyMiddleware:
             status, out, content = await self._forward(state, service, method, full_path, headers, body)
         except NoAnswer as failed:
             return await send_json(send, failed.status, failed.body, failed.headers)
-        if cache.enabled and method == "GET" and status == 200:
-            cache.put(identity["sub"], full_path, status, out, content)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": out + ([(b"x-gateway-cache", b"MISS")] if cache.enabled and method == "GET" else [])})
+        if cache_state in (b"MISS", b"REFRESH") and status == 200:
+            cache.put(identity["sub"], upstream_path, full_path, status, out, content)
+        elif cache.enabled and method not in SAFE and status < 400:
+            _forget_written_entities(cache, upstream_path, content)
+        if cache_state:
+            out = [*out, (b"x-gateway-cache", cache_state)]
+        await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": content})
+
+    @staticmethod
+    def _cache_state(cache, scope, method: str, upstream_path: str) -> bytes | None:
+        """What the response cache does for this request: ``MISS`` (look it up, keep the answer),
+        ``REFRESH`` (``no-cache``: ask the service, keep its answer), ``BYPASS`` (``no-store``), or None
+        (cache off, not a GET, or not about a named entity)."""
+        if not (cache.enabled and method == "GET" and cache.cacheable(upstream_path)):
+            return None
+        directives = request_directives(header(scope, b"cache-control"))
+        if "no-store" in directives or "no-cache" in directives:
+            cache.bypassed += 1
+            return b"BYPASS" if "no-store" in directives else b"REFRESH"
+        return b"MISS"
 
     async def _forward(self, state, service: str, method: str, full_path: str, headers: dict, body: bytes):
         """Send to one instance, failing over once: (status, headers, body), or NoAnswer."""
@@ -194,8 +212,9 @@ class ProxyMiddleware:
         return False
 
 
-def _forget_written_entity(cache, upstream_path: str) -> None:
-    """A write through this gateway drops its entity's cached answers at once (read-your-writes here)."""
-    for part in upstream_path.split("/"):
-        if ENTITY_ID.fullmatch(part.encode()):
-            cache.drop_entity(part)
+def _forget_written_entities(cache, upstream_path: str, answer: bytes) -> None:
+    """A write through this gateway, once the service accepted it, drops at once every cached answer about
+    the entities it names in its path or its answer (a new claim names its policy and customer): the
+    writer reads its own write, without waiting for the event."""
+    for entity in {*entities_in_path(upstream_path), *(m.decode() for m in ENTITY_ID.findall(answer))}:
+        cache.drop_entity(entity)

@@ -1,16 +1,28 @@
 """Caching whole GET answers at the gateway, dropped when an event says an entity in them changed.
 
-Off by default (``LAB_GATEWAY_CACHE_TTL_S=0``; ``PUT /admin/gateway-cache`` turns it on at run time), so
-the plain proxy path stays what the hop benchmark measures.
+On by default for two seconds (``LAB_GATEWAY_CACHE_TTL_S``; ``PUT /admin/gateway-cache`` changes it at run
+time, 0 turns it off). This is the last step of the caching story: the service's Redis cache saves the
+system of record, this one saves the whole hop — a hit costs no network round trip at all, which is how a
+read through the gateway gets under a millisecond (``benchmarks/load_targets.py``).
 
-* Kept in this process's memory: a hit costs no network round trip at all.
-* The key includes *who* asked: alice's and bob's answers to the same URL differ (each sees only their
-  own records), so one must never be served the other's.
-* Every entity id in a cached body (``CUS-…``, ``POL-…``, ``CLM-…``) is indexed. An event whose
-  ``subject`` is one of them — a domain event on ``lab:events:claims|policies|customers`` or a
-  ``cache.invalidated`` on ``lab:events:invalidations`` — drops every answer that contains it. A write that
-  passes through this gateway drops its entity at once, without waiting for the event.
-* The TTL bounds staleness when an event is missed (pub/sub keeps nothing for a subscriber that was away).
+* **Who asked is part of the key.** alice's and bob's answers to the same URL differ (each sees only
+  their own records), so one must never be served the other's.
+* **Only answers about named entities are kept**: a URL whose path names one (``/policies/POL-…``,
+  ``/customers/CUS-…/overview``). A collection query (``/claims?status=open``) is forwarded every time: a
+  new claim changes every list it could belong to, and no index of entity ids can say which.
+* **Invalidation by events.** Every entity id in a kept answer's URL and body (``CUS-…``, ``POL-…``,
+  ``CLM-…``) is indexed. An event whose ``subject`` (or data) names one — a domain event on
+  ``lab:events:claims|policies|customers`` or a ``cache.invalidated`` on ``lab:events:invalidations`` —
+  drops every answer that holds it. A write that passes through this gateway drops its entity at once,
+  without waiting for the event (read-your-writes for that client).
+* **Pub/sub keeps nothing for a subscriber that was away**, so the cache is emptied whenever the
+  subscription is (re)made, and the TTL bounds how stale an answer can get if an event is missed.
+* **Clients can opt out**, as HTTP says (RFC 9111, 5.2.1): ``Cache-Control: no-cache`` asks the service
+  and keeps the fresh answer; ``no-store`` neither uses nor keeps one. The lessons that study routing send
+  ``no-cache``, so every request really reaches an instance.
+
+A hit says so: ``X-Gateway-Cache: HIT``, ``X-Cache: HIT``, ``Age`` (seconds since it was stored) and
+``X-Served-By: gateway-cache``, since no instance served it.
 """
 
 from __future__ import annotations
@@ -21,15 +33,31 @@ from dataclasses import dataclass
 
 ENTITY_ID = re.compile(rb"\b(?:CUS|POL|CLM)-\d{6,12}\b")
 INVALIDATING_CHANNELS = ("invalidations", "claims", "policies", "customers")
+# Answer headers that describe how *this* answer was produced: replaced on a hit.
+PER_ANSWER = {b"x-cache", b"x-served-by", b"x-gateway-cache", b"age"}
+HIT_HEADERS = [(b"x-cache", b"HIT"), (b"x-served-by", b"gateway-cache"), (b"x-gateway-cache", b"HIT")]
 
 
 @dataclass
 class CachedAnswer:
+    stored_at: float
     expires_at: float
     status: int
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # ready to send, hit headers included; ``Age`` is added per hit
     body: bytes
     entities: frozenset[str]
+
+
+def entities_in_path(path: str) -> list[str]:
+    """The entity ids a URL path names: ``/customers/CUS-000001/overview`` -> ``["CUS-000001"]``."""
+    return [part for part in path.split("/") if ENTITY_ID.fullmatch(part.encode())]
+
+
+def request_directives(cache_control: bytes | None) -> set[str]:
+    """``Cache-Control: no-cache, max-age=0`` -> ``{"no-cache", "max-age=0"}`` (lower-case)."""
+    if not cache_control:
+        return set()
+    return {part.strip().lower() for part in cache_control.decode("latin-1").split(",") if part.strip()}
 
 
 class ResponseCache:
@@ -37,11 +65,15 @@ class ResponseCache:
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self.answers: dict[tuple[str, str], CachedAnswer] = {}
         self.by_entity: dict[str, set[tuple[str, str]]] = {}
-        self.hits = self.misses = self.dropped = 0
+        self.hits = self.misses = self.bypassed = self.dropped = self.emptied = 0
 
     @property
     def enabled(self) -> bool:
         return self.ttl_s > 0
+
+    @staticmethod
+    def cacheable(path: str) -> bool:
+        return bool(entities_in_path(path))
 
     def get(self, who: str, url: str) -> CachedAnswer | None:
         answer = self.answers.get((who, url))
@@ -51,12 +83,14 @@ class ResponseCache:
         self.hits += 1
         return answer
 
-    def put(self, who: str, url: str, status: int, headers: list, body: bytes) -> None:
+    def put(self, who: str, path: str, url: str, status: int, headers: list, body: bytes) -> None:
         if len(self.answers) >= self.max_entries:
             self.clear()  # crude but bounded; a lab gateway never gets near it
-        entities = frozenset(m.decode() for m in ENTITY_ID.findall(body))
+        entities = frozenset([m.decode() for m in ENTITY_ID.findall(body)] + entities_in_path(path))
         key = (who, url)
-        self.answers[key] = CachedAnswer(time.monotonic() + self.ttl_s, status, headers, body, entities)
+        kept = [(name, value) for name, value in headers if name not in PER_ANSWER] + HIT_HEADERS
+        now = time.monotonic()
+        self.answers[key] = CachedAnswer(now, now + self.ttl_s, status, kept, body, entities)
         for entity in entities:
             self.by_entity.setdefault(entity, set()).add(key)
 
@@ -73,6 +107,13 @@ class ResponseCache:
         self.answers.clear()
         self.by_entity.clear()
 
+    def empty_after_resubscribe(self) -> None:
+        """Events published while the subscription was down are lost: nothing kept can be trusted."""
+        if self.answers:
+            self.emptied += 1
+        self.clear()
+
     def describe(self) -> dict:
         return {"ttl_s": self.ttl_s, "entries": len(self.answers), "hits": self.hits, "misses": self.misses,
-                "dropped_by_events": self.dropped}
+                "bypassed": self.bypassed, "dropped_by_events": self.dropped,
+                "emptied_on_resubscribe": self.emptied}

@@ -32,7 +32,8 @@ async def create_policy(data: PolicyIn, request: Request, who: Caller, cache: Ca
     if await fetch_peer_entity(request, "customer", f"/customers/{data.customer_id}") is None:
         raise LabError(422, "unknown_reference", f"customer {data.customer_id} does not exist", "customer_id")
     policy = repo.create_policy(request.app.state.db, data)
-    await cache.invalidate("policy", policy["id"], parents=[data.customer_id], reason="policy.created")
+    await cache.invalidate("policy", policy["id"], parents=[data.customer_id], reason="policy.created",
+                           new_value=policy)
     return policy
 
 
@@ -86,7 +87,8 @@ async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Reque
     if end_date and end_date <= policy["start_date"]:
         raise LabError(422, "invalid_input", "end_date must be after start_date", "end_date")
     updated = repo.update_policy(request.app.state.db, policy_id, change)
-    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.updated")
+    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.updated",
+                           new_value=updated)
     return updated
 
 
@@ -100,7 +102,8 @@ async def cancel_policy(policy_id: PolicyId, request: Request, who: Caller, cach
         raise LabError(409, "invalid_transition", f"policy {policy_id} is {policy['status']}, not active",
                        "status")
     cancelled = repo.update_policy(request.app.state.db, policy_id, {"status": "cancelled"})
-    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.cancelled")
+    await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.cancelled",
+                           new_value=cancelled)
     return cancelled
 
 

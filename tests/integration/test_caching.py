@@ -4,6 +4,7 @@ and reads that still answer when Redis is unreachable."""
 import json
 import os
 import sys
+import time
 
 import httpx
 import pytest
@@ -244,3 +245,70 @@ def test_a_write_bumps_the_entitys_generation_so_slow_fills_are_refused(api, r, 
     assert api.patch(f"/api/policies/{policy['id']}", json={"premium_cents": 12_345}).status_code == 200
     assert int(r.get(generation)) == before + 1
     assert api.get(f"/api/policies/{policy['id']}").json()["premium_cents"] == 12_345
+
+
+@pytest.fixture
+def customer_under(settings, tmp_path, lab, new_customer):
+    """A second customer instance (same SQLite file, same Redis) running one coherence strategy, and a fresh
+    customer read through it once, so a copy exists. (The gateway may route the create to either instance.)"""
+    started = []
+
+    def start(strategy: str):
+        proc, client = _spawn_customer(tmp_path, settings, REDIS_URL=lab.redis.url, LAB_CACHE_COHERENCE=strategy)
+        started.append((proc, client))
+        customer = new_customer()
+        assert client.get(f"/customers/{customer['id']}").status_code == 200  # now there is a copy
+        return client, customer["id"]
+    yield start
+    for proc, client in started:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _eventually(condition, what: str, deadline_s: float = 5.0):
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_write_through_sets_the_committed_row_as_the_copy(customer_under, r):
+    client, customer_id = customer_under("write_through")
+    assert client.patch(f"/customers/{customer_id}", json={"name": "Written Through"}).status_code == 200
+    assert json.loads(r.get(keys.cache_entity("customer", customer_id)))["name"] == "Written Through"
+    after = client.get(f"/customers/{customer_id}")
+    assert after.headers["x-cache"] == "HIT" and after.json()["name"] == "Written Through"
+
+
+def test_versioned_keys_read_the_current_versions_copy_and_a_write_moves_the_version(customer_under, r):
+    client, customer_id = customer_under("versioned_keys")
+    version = r.get(keys.cache_generation("customer", customer_id)) or 0
+    old_copy = keys.cache_versioned("customer", customer_id, version)
+    assert r.exists(old_copy) and not r.exists(keys.cache_entity("customer", customer_id))
+    assert client.patch(f"/customers/{customer_id}", json={"name": "Version Two"}).status_code == 200
+    new_version = int(r.get(keys.cache_generation("customer", customer_id)))
+    assert new_version == int(version) + 1 and r.exists(old_copy), "the old copy is left to expire, never read"
+    after = client.get(f"/customers/{customer_id}")
+    assert after.headers["x-cache"] == "MISS" and after.json()["name"] == "Version Two"
+    assert r.exists(keys.cache_versioned("customer", customer_id, new_version))
+
+
+def test_event_driven_writer_only_announces_and_the_copy_goes_when_the_event_arrives(customer_under, r):
+    client, customer_id = customer_under("event_driven")
+    copy = keys.cache_entity("customer", customer_id)
+    assert r.exists(copy)
+    pubsub = r.pubsub()
+    pubsub.subscribe(keys.channel("invalidations"))
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    assert client.patch(f"/customers/{customer_id}", json={"name": "Announced"}).status_code == 200
+    announced = None
+    for _ in range(50):
+        message = pubsub.get_message(timeout=0.1)
+        if message and json.loads(message["data"])["subject"] == customer_id:
+            announced = json.loads(message["data"])
+            break
+    pubsub.close()
+    assert announced and announced["data"]["strategy"] == "event_driven" and announced["data"]["keys"] == []
+    _eventually(lambda: not r.exists(copy), "the instance's subscriber to delete the copy")
+    assert client.get(f"/customers/{customer_id}").json()["name"] == "Announced"
