@@ -30,6 +30,8 @@ def latency_distribution(df: pd.DataFrame, by: str = "path", value: str = "laten
         ax.axvline(p50, linestyle="--", linewidth=1, color=ax.patches[-1].get_facecolor())
     if log_x:
         ax.set_xscale("log")
+        _plain_numbers(ax.xaxis)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("latency (ms, log scale)" if log_x else "latency (ms)")
     ax.set_ylabel("requests")
     ax.set_title(title)

@@ -1,4 +1,5 @@
-"""Lesson 05's experiments: balancing strategies side by side, one slow instance, the rate limiter.
+"""Lesson 05's experiments: balancing strategies side by side, one slow instance, the rate limiter, and the
+gateway's own response cache.
 
 Each experiment changes the gateway at run time through its ``/admin`` routes (as the lab's system user)
 and puts back what it found, so the lab is left as it was.
@@ -11,6 +12,7 @@ import contextlib
 import time
 
 import aiohttp
+import httpx
 import pandas as pd
 
 from services.core.settings import Settings, get_settings
@@ -129,3 +131,62 @@ def rate_limit_in_action(limit: int = 20, window_s: float = 1.0, rate: float = 4
     df = pd.DataFrame(rows)
     df["allowed"] = df["status"] != 429
     return df
+
+
+def response_cache_side_by_side(reads: int = 200, path: str = PATHS["policy"],
+                                settings: Settings | None = None) -> pd.DataFrame:
+    """The same read through the gateway, alternately past its response cache (``Cache-Control: no-cache``:
+    a hop to the policy service and its Redis cache) and from it. One row per read: path, latency_ms,
+    gateway_cache (``REFRESH``/``HIT``/``MISS``), served_by."""
+    settings = settings or get_settings()
+    labels = {"past the gateway cache (no-cache)": gateway_headers(settings, ask_the_service=True),
+              "gateway cache": gateway_headers(settings)}
+    rows = []
+    with httpx.Client(base_url=settings.url_of("gateway"), timeout=10) as client:
+        for i in range(-10, reads):  # ten warm-up rounds, not recorded
+            for label, headers in labels.items():
+                started = time.perf_counter()
+                response = client.get(path, headers=headers)
+                if i >= 0:
+                    rows.append({"path": label, "latency_ms": (time.perf_counter() - started) * 1000,
+                                 "gateway_cache": response.headers.get("x-gateway-cache", ""),
+                                 "served_by": response.headers.get("x-served-by", "")})
+    return pd.DataFrame(rows)
+
+
+def write_elsewhere_reaches_the_gateway(settings: Settings | None = None, ttl_s: float = 60.0) -> dict:
+    """A policy is read through the gateway (so the gateway keeps it), then changed *straight at the policy
+    service* — the gateway never sees that write. How long does the gateway keep answering the old value?
+
+    The gateway's TTL is raised to ``ttl_s`` meanwhile (and put back), so only the policy service's event
+    can explain a fresh answer before then. Returns the write's time and what the gateway answered after it.
+    """
+    settings = settings or get_settings()
+    with gateway_admin(settings) as admin, \
+            httpx.Client(base_url=settings.url_of("gateway"), headers=gateway_headers(settings), timeout=10) as api, \
+            service_client(settings, "policy") as policy_service:
+        before = admin.get("/services").json()["response_cache"]["ttl_s"]
+        admin.put("/admin/gateway-cache", json={"ttl_s": ttl_s}).raise_for_status()
+        try:
+            created = api.post("/api/policies", json={
+                "customer_id": "CUS-000001", "product": "home", "premium_cents": 50_000,
+                "coverage_cents": 10_000_000, "start_date": "2026-01-01", "end_date": "2027-01-01"})
+            created.raise_for_status()
+            path = f"/api/policies/{created.json()['id']}"
+            api.get(path)
+            kept = api.get(path).headers.get("x-gateway-cache")
+            written = time.perf_counter()
+            policy_service.patch(path.removeprefix("/api"), json={"premium_cents": 65_000}).raise_for_status()
+            acknowledged_ms = (time.perf_counter() - written) * 1000
+            stale_answers, seen_ms = 0, None
+            while (time.perf_counter() - written) < 5:
+                answer = api.get(path)
+                if answer.json()["premium_cents"] == 65_000:
+                    seen_ms = (time.perf_counter() - written) * 1000
+                    break
+                stale_answers += 1
+        finally:
+            admin.put("/admin/gateway-cache", json={"ttl_s": before}).raise_for_status()
+    return {"policy": path, "before_the_write": kept, "write_acknowledged_ms": round(acknowledged_ms, 2),
+            "new_value_seen_ms": round(seen_ms, 2) if seen_ms is not None else None,
+            "stale_answers_after_the_write": stale_answers}

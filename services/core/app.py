@@ -26,6 +26,7 @@ from .errors import ERROR_RESPONSES, install_error_handlers
 from .health import health_router
 from .knobs import Knobs, knobs_router
 from .middleware import BodyLimit, RequestContext
+from .peers import PeerDirectory
 from .settings import Settings, get_settings
 
 Hook = Callable[[FastAPI], Awaitable[None]]
@@ -65,6 +66,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         redis_url = acl.service_url(settings, spec.name) if settings.redis_acl else settings.redis_url
         app.state.redis = redis_client.connect(redis_url, settings.redis_timeout_s, client_name=instance_id)
         app.state.http = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        app.state.peers = PeerDirectory(app.state.redis, settings)  # lesson 03: where the other services are
         app.state.db = (Database(settings.database_path(spec.name), spec.schema, settings.sor_latency_ms)
                         if spec.schema else None)
         for hook in spec.on_startup:

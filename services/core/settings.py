@@ -105,6 +105,7 @@ class Settings(BaseSettings):
 
     # The gateway (lesson 05): its local view of the registry, health checks, balancing, breaker, limits.
     gateway_sync_s: float = 1.0  # full re-read of the registry (events do the fast path)
+    peer_refresh_s: float = 1.0  # a service re-reads a peer's instances from the registry at most this often
     gateway_probe_s: float = 0.5  # active health check: GET /health on every instance this often
     gateway_unhealthy_after: int = 2  # consecutive failed probes (or refused connections) -> unhealthy
     gateway_healthy_after: int = 2  # consecutive good probes -> healthy again

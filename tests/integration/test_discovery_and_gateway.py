@@ -198,6 +198,33 @@ def test_request_id_reaches_every_service_log_line(api, settings, new_policy):
     wait_for(logged_everywhere, "the request id in the gateway, claims and policy logs", 5)
 
 
+def test_services_find_each_other_in_the_registry_too(api, settings, new_policy):
+    """claims asks policy "is this policy active?" at the instances the registry lists, in turn."""
+    policy = new_policy()
+    logs = settings.run_dir / "logs"
+    try:
+        labkit.scale("policy", 2, settings)
+        time.sleep(settings.peer_refresh_s + 0.2)  # claims re-reads the registry at most this often
+        rids = [f"peer-{i}-{time.monotonic_ns()}" for i in range(6)]
+        for rid in rids:
+            response = api.post("/api/claims", json={"policy_id": policy["id"], "amount_cents": 100,
+                                                     "description": "x"}, headers={"X-Request-ID": rid})
+            assert response.status_code == 201, response.text
+
+        def asked(name: str) -> set[str]:
+            text = (logs / f"{name}.log").read_text()
+            return {rid for rid in rids if f"rid={rid}" in text}
+        wait_for(lambda: asked("policy") and asked("policy#2"), "both policy instances to be asked by claims", 5)
+        assert asked("policy") | asked("policy#2") == set(rids)
+        labkit.kill_instance("policy#2", settings)  # still registered for up to the TTL: refused, then retried
+        for _ in range(4):
+            response = api.post("/api/claims", json={"policy_id": policy["id"], "amount_cents": 100,
+                                                     "description": "x"})
+            assert response.status_code == 201, "a refused peer call is retried on the next instance"
+    finally:
+        labkit.scale("policy", 1, settings)
+
+
 def test_service_starts_and_answers_while_redis_is_unreachable(tmp_path, settings):
     port = procs.free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{procs.free_port()}", LAB_RUN_DIR=str(tmp_path),
