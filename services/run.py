@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     module = importlib.import_module(f"services.{args.service}.main")
     app = module.build(settings=settings, port=port, instance_id=instance_id)
+    # The gateway is the edge: the address it sees is the client's, and an X-Forwarded-For a client sends is
+    # a claim, not a fact (trusting it would let one client pose as many to the login guard). The services
+    # behind it do trust the gateway's X-Forwarded-For, from loopback (uvicorn's default).
     uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=3)
+                proxy_headers=args.service != "gateway", timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

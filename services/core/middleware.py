@@ -10,11 +10,12 @@ proxy hop must stay cheap.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 
 access_log = logging.getLogger("lab.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -31,6 +32,12 @@ def header(scope, name: bytes) -> bytes | None:
 class RequestContext:
     def __init__(self, app, service: str):
         self.app, self.service = app, service
+        # A random prefix per process and a counter: unique across instances and restarts, without asking
+        # the OS for fresh randomness on every request (a uuid4 would).
+        self._prefix, self._count = secrets.token_hex(6), itertools.count(1)
+
+    def new_request_id(self) -> str:
+        return f"{self._prefix}{next(self._count):08x}"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -38,7 +45,7 @@ class RequestContext:
         incoming = header(scope, b"x-request-id")
         request_id = incoming.decode("latin-1") if incoming else ""
         if not _SAFE_REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = self.new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500

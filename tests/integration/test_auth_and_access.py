@@ -149,6 +149,22 @@ def test_brute_force_is_locked_out_and_a_correct_password_does_not_unlock(anonym
         r.delete(keys.login_attempts("account", victim), keys.login_attempts("client", "127.0.0.1"))
 
 
+def test_a_forged_x_forwarded_for_does_not_split_the_client_counter(anonymous, r):
+    """The gateway is the edge: the login guard counts the address it sees, not one the client claims."""
+    counter = keys.login_attempts("client", "127.0.0.1")
+    forged = [f"203.0.113.{i}" for i in range(3)]
+    before = int(r.get(counter) or 0)
+    try:
+        for address in forged:
+            response = anonymous.post("/api/auth/login", json={"username": "nobody-here", "password": "x"},
+                                      headers={"X-Forwarded-For": address})
+            assert response.status_code == 401
+        assert int(r.get(counter)) == before + len(forged)
+        assert not any(r.exists(keys.login_attempts("client", address)) for address in forged)
+    finally:
+        r.delete(counter, keys.login_attempts("account", "nobody-here"))
+
+
 def test_a_session_works_through_another_gateway_instance(login, settings, lab, tmp_path):
     """Log in through the lab's gateway, use the session through a second gateway process."""
     alice = login("alice")
