@@ -40,7 +40,10 @@ class ServiceSpec:
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     description: str = ""
-    middleware: list[tuple[type, dict]] = field(default_factory=list)  # innermost first
+    middleware: list[tuple[type, dict]] = field(default_factory=list)  # inside FastAPI, innermost first
+    # Raw ASGI handlers in front of FastAPI (innermost first), built as ``handler(inner, state=app.state,
+    # **options)``: what they answer themselves costs no framework at all (the gateway's proxy).
+    front: list[tuple[type, dict]] = field(default_factory=list)
 
 
 def new_instance_id(service: str, port: int) -> str:
@@ -59,7 +62,8 @@ def configure_logging() -> None:
 
 
 def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int | None = None,
-               instance_id: str | None = None) -> FastAPI:
+               instance_id: str | None = None) -> RequestContext:
+    """The service as one ASGI app: request context and body limit, the spec's front handlers, FastAPI."""
     settings = settings or get_settings()
     port = port or settings.port_of(spec.name)
     instance_id = instance_id or new_instance_id(spec.name, port)
@@ -108,6 +112,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         app.include_router(router, responses=ERROR_RESPONSES)
     for middleware, options in spec.middleware:
         app.add_middleware(middleware, **options)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext, service=spec.name)
-    return app
+    entry = app
+    for handler, options in spec.front:
+        entry = handler(entry, state=app.state, **options)
+    # Outermost, around the front handlers too: every request gets its id and its log line, and no body
+    # over the limit reaches anything.
+    return RequestContext(BodyLimit(entry, max_bytes=settings.max_body_bytes), service=spec.name)

@@ -68,7 +68,7 @@ async def close_upstreams(app: FastAPI) -> None:
 
 
 SPEC = ServiceSpec(
-    name="gateway", routers=[router, auth_router], middleware=[(ProxyMiddleware, {})],
+    name="gateway", routers=[router, auth_router], front=[(ProxyMiddleware, {})],
     on_startup=[open_upstreams], on_shutdown=[close_upstreams],
     description="Routes /api/customers, /api/policies and /api/claims to their services.",
 )
