@@ -28,6 +28,8 @@ async def open_upstreams(app: FastAPI) -> None:
         timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s, connect=1.0),
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        # A proxy keeps no cookies: a jar would hand one client's Set-Cookie to the next client's requests.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
     if settings.gateway_discovery == "static":
         app.state.upstreams = StaticUpstreams(settings)
