@@ -51,8 +51,8 @@ def main(argv=None) -> dict:
                     break
                 time.sleep(0.1)
             run = asyncio.run(load_with_a_kill(f"{lab.gateway_url}/api/policies/POL-000001",
-                                               lab.gateway_headers(ask_the_service=True), args.seconds, args.concurrency,
-                                               f"{SERVICE}#3"))
+                                               lab.gateway_headers(ask_the_service=True), args.seconds,
+                                               args.concurrency, f"{SERVICE}#3"))
         finally:
             labkit.scale(SERVICE, 1)
 

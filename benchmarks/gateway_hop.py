@@ -25,7 +25,8 @@ def main(argv=None) -> dict:
         c1 = alternate(contenders, 1, args.seconds)
         c16 = alternate(contenders, 16, args.seconds)
 
-    print_table("GET /policies/POL-000001 (the service's Redis cache; past the gateway's own), loopback", [*c1.values(), *c16.values()])
+    print_table("GET /policies/POL-000001 (the service's Redis cache; past the gateway's own), loopback",
+                [*c1.values(), *c16.values()])
     added_p50 = c1["gateway"].pct(0.5) - c1["direct"].pct(0.5)
     kept = c16["gateway"].rps / c16["direct"].rps
     print(f"\ngateway adds at p50, c=1:           {added_p50:6.3f} ms   (target <= 0.5 ms)")

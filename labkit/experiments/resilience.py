@@ -44,8 +44,8 @@ async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | Non
     rows, marks = [], []
     loop = asyncio.get_running_loop()
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(base_url=settings.url_of("gateway"), headers=gateway_headers(settings, ask_the_service=True),
-                                     timeout=timeout) as session:
+    async with aiohttp.ClientSession(base_url=settings.url_of("gateway"), timeout=timeout,
+                                     headers=gateway_headers(settings, ask_the_service=True)) as session:
         async def one(intended: float, kind: str, method: str, path: str, body):
             started = time.monotonic()
             created = None

@@ -110,7 +110,10 @@ class ServiceCache:
         announced = {"kind": kind, "reason": reason, "parents": list(parents), "strategy": coherence}
         if coherence == "event_driven":  # the writer only announces; every instance deletes on the event
             return await self._announce(entity_id, {**announced, "keys": []})
-        own_copy = [] if coherence in ("versioned_keys", "write_through") else [keys.cache_entity(kind, entity_id)]
+        # versioned_keys leaves old versions to expire; write_through replaces the copy below (or, once the
+        # entity is deleted, deletes it here with the rest).
+        keeps_copy = coherence == "versioned_keys" or (coherence == "write_through" and new_value is not None)
+        own_copy = [] if keeps_copy else [keys.cache_entity(kind, entity_id)]
         generations = [keys.cache_generation(kind, entity_id)] if coherence in ("delete_with_token",
                                                                                  "versioned_keys") else []
         deleted = await pattern.invalidate(self.redis, own_copy, dependents_of=[entity_id, *parents],
@@ -118,20 +121,15 @@ class ServiceCache:
                                            generations=generations)
         if deleted is None:
             return
-        if coherence == "write_through":
+        if coherence == "write_through" and new_value is not None:
             await self._write_through(kind, entity_id, new_value)
         await self._announce(entity_id, {**announced, "keys": deleted})
 
     async def _write_through(self, kind: str, entity_id: str, new_value: Any) -> None:
-        """SET the committed row as the new copy (a deleted entity: no copy). Two writers can still SET in
-        the opposite order of their commits — lesson 06 measures how often that leaves a stale copy."""
-        key = keys.cache_entity(kind, entity_id)
-        if new_value is None:
-            await pattern.invalidate(self.redis, [key], stats=self.stats, kind=kind,
-                                     timeout_s=self.settings.cache_timeout_s)
-        else:
-            await pattern.store(self.redis, key, new_value, ttl_for(self.settings, kind), stats=self.stats,
-                                kind=kind, timeout_s=self.settings.cache_timeout_s)
+        """SET the committed row as the new copy. Two writers can still SET in the opposite order of their
+        commits — lesson 06 measures how often that leaves a stale copy."""
+        await pattern.store(self.redis, keys.cache_entity(kind, entity_id), new_value, ttl_for(self.settings, kind),
+                            stats=self.stats, kind=kind, timeout_s=self.settings.cache_timeout_s)
 
     async def _announce(self, entity_id: str, data: dict) -> None:
         event = Event(EventType.CACHE_INVALIDATED, self.source, entity_id, data)

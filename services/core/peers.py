@@ -9,8 +9,8 @@ per peer service, the addresses of its live instances, re-read from Redis at mos
 ``peer_refresh_s`` (one round trip a second, not one per call), and takes them in turn. A call that
 failed on the way (connection refused, or a kept-alive connection to a killed instance found dead) is a
 GET, safe to repeat: it is retried once on the next instance, and the view is re-read on the next call.
-A timeout is not retried (the instance is slow, not gone). With no registration to go by (Redis down at start, or a lab started without discovery) it
-falls back to the service's port in the settings.
+A timeout is not retried (the instance is slow, not gone). With no registration to go by (Redis down at
+start, or a lab started without discovery) it falls back to the service's port in the settings.
 """
 
 from __future__ import annotations

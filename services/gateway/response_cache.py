@@ -45,7 +45,6 @@ class CachedAnswer:
     status: int
     headers: list[tuple[bytes, bytes]]  # ready to send, hit headers included; ``Age`` is added per hit
     body: bytes
-    entities: frozenset[str]
 
 
 def entities_in_path(path: str) -> list[str]:
@@ -86,11 +85,11 @@ class ResponseCache:
     def put(self, who: str, path: str, url: str, status: int, headers: list, body: bytes) -> None:
         if len(self.answers) >= self.max_entries:
             self.clear()  # crude but bounded; a lab gateway never gets near it
-        entities = frozenset([m.decode() for m in ENTITY_ID.findall(body)] + entities_in_path(path))
+        entities = {m.decode() for m in ENTITY_ID.findall(body)} | set(entities_in_path(path))
         key = (who, url)
         kept = [(name, value) for name, value in headers if name not in PER_ANSWER] + HIT_HEADERS
         now = time.monotonic()
-        self.answers[key] = CachedAnswer(now, now + self.ttl_s, status, kept, body, entities)
+        self.answers[key] = CachedAnswer(now, now + self.ttl_s, status, kept, body)
         for entity in entities:
             self.by_entity.setdefault(entity, set()).add(key)
 

@@ -4,7 +4,6 @@ and reads that still answer when Redis is unreachable."""
 import json
 import os
 import sys
-import time
 
 import httpx
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from labkit import procs
 from labkit.auth import ServiceAuth
 from services.core import keys
+from waiting import wait_for  # tests/integration/waiting.py
 
 
 def test_second_read_is_a_cache_hit_with_the_same_body(api, r, new_policy):
@@ -266,13 +266,6 @@ def customer_under(settings, tmp_path, lab, new_customer):
         proc.wait(timeout=10)
 
 
-def _eventually(condition, what: str, deadline_s: float = 5.0):
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_write_through_sets_the_committed_row_as_the_copy(customer_under, r):
     client, customer_id = customer_under("write_through")
     assert client.patch(f"/customers/{customer_id}", json={"name": "Written Through"}).status_code == 200
@@ -310,5 +303,5 @@ def test_event_driven_writer_only_announces_and_the_copy_goes_when_the_event_arr
             break
     pubsub.close()
     assert announced and announced["data"]["strategy"] == "event_driven" and announced["data"]["keys"] == []
-    _eventually(lambda: not r.exists(copy), "the instance's subscriber to delete the copy")
+    wait_for(lambda: not r.exists(copy), "the instance's subscriber to delete the copy", 5, 0.02)
     assert client.get(f"/customers/{customer_id}").json()["name"] == "Announced"

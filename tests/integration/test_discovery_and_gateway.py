@@ -21,16 +21,7 @@ from labkit import procs
 from labkit.auth import ASK_THE_SERVICE, ServiceAuth
 from services.core import keys
 from services.core.settings import SERVICE_NAMES
-
-
-def wait_for(condition, what: str, deadline_s: float = 20.0, every_s: float = 0.1):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    pytest.fail(f"gave up after {deadline_s:.0f} s waiting for {what}")
+from waiting import wait_for  # tests/integration/waiting.py
 
 
 def registered(r, service: str) -> dict[str, dict]:

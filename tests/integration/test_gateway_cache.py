@@ -8,23 +8,14 @@ put the default back, so an event — not the clock — is what they see droppin
 from __future__ import annotations
 
 import contextlib
-import time
 
 import httpx
 import pytest
 
 from labkit.auth import ASK_THE_SERVICE, ServiceAuth
+from waiting import wait_for  # tests/integration/waiting.py
 
 PASSWORDS = {"alice": "alice-lab-pw", "bob": "bob-lab-pw"}
-
-
-def wait_for(condition, what: str, deadline_s: float = 5.0):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"gave up after {deadline_s:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -93,7 +84,7 @@ def test_a_write_straight_to_the_service_reaches_the_gateway_by_its_event(api, d
     assert direct["policy"].patch(path, json={"premium_cents": 77_700}).status_code == 200
     # The gateway never saw this write; the policy service's event tells it (TTL is 60 s here, so only
     # the event can explain a fresh answer).
-    wait_for(lambda: api.get("/api" + path).json()["premium_cents"] == 77_700, "the event to drop the answer")
+    wait_for(lambda: api.get("/api" + path).json()["premium_cents"] == 77_700, "the event to drop the answer", 5, 0.02)
 
 
 def test_cache_control_no_cache_asks_the_service_and_no_store_keeps_nothing(api, long_lived_answers, new_policy):
