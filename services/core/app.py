@@ -50,9 +50,27 @@ def new_instance_id(service: str, port: int) -> str:
     return f"{service}-{port}-{secrets.token_hex(2)}"
 
 
+class LogFormatter(logging.Formatter):
+    """The standard format, with the date and time part of ``asctime`` made once per second, not once per
+    line: ``time.strftime`` was a sixth of the cost of each access log line."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second, self._second_text = -1, ""
+
+    def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+            self._second = second
+        return f"{self._second_text},{int(record.msecs):03d}"
+
+
 def configure_logging() -> None:
     level = os.environ.get("LAB_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # One log line per request is on the hot path. Skipped per record, as the logging HOWTO's "Optimization"
     # section suggests: the caller's file and line (a stack walk), thread, process and multiprocessing
     # names — no lab log line shows them. (Handing records to a QueueListener thread was measured too: the

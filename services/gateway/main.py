@@ -54,11 +54,12 @@ async def drop_cached_answers(app: FastAPI, event: Event) -> None:
     cache: ResponseCache = app.state.response_cache
     if not cache.answers:
         return
-    cache.drop_entity(event.subject)
+    named = {event.subject}
     for value in event.data.values():
-        for named in value if isinstance(value, list) else [value]:  # ``parents`` is a list of ids
-            if isinstance(named, str) and ENTITY_ID.fullmatch(named.encode()):
-                cache.drop_entity(named)
+        for item in value if isinstance(value, list) else [value]:  # ``parents`` is a list of ids
+            if isinstance(item, str) and ENTITY_ID.fullmatch(item.encode()):
+                named.add(item)
+    cache.drop_entities(named)
 
 
 async def close_upstreams(app: FastAPI) -> None:

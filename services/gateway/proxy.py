@@ -33,7 +33,7 @@ from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
 
-from .response_cache import ENTITY_ID, entities_in_path, request_directives
+from .response_cache import entities_in_body, entities_in_path, request_directives
 
 log = logging.getLogger("lab.gateway")
 
@@ -136,7 +136,8 @@ class ProxyMiddleware:
         query = scope.get("query_string") or b""
         full_path = upstream_path + ("?" + query.decode("latin-1") if query else "")
         cache = state.response_cache
-        cache_state = self._cache_state(cache, scope, method, upstream_path)
+        named = entities_in_path(upstream_path) if cache.enabled else []  # the entities this URL is about
+        cache_state = self._cache_state(cache, scope, method, named)
         if cache_state == b"MISS":
             cached = cache.get(identity["sub"], full_path)
             if cached is not None:
@@ -156,20 +157,22 @@ class ProxyMiddleware:
         except NoAnswer as failed:
             return await send_json(send, failed.status, failed.body, failed.headers)
         if cache_state in (b"MISS", b"REFRESH") and status == 200:
-            cache.put(identity["sub"], upstream_path, full_path, status, out, content)
+            cache.put(identity["sub"], full_path, named, status, out, content)
         elif cache.enabled and method not in SAFE and status < 400:
-            _forget_written_entities(cache, upstream_path, content)
+            # Read-your-writes: once the service accepted it, the write drops at once every kept answer
+            # about an entity it names, in its path or its answer (a new claim names its policy and customer).
+            cache.drop_entities({*named, *entities_in_body(content)})
         if cache_state:
             out = [*out, (b"x-gateway-cache", cache_state)]
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": content})
 
     @staticmethod
-    def _cache_state(cache, scope, method: str, upstream_path: str) -> bytes | None:
+    def _cache_state(cache, scope, method: str, named: list[str]) -> bytes | None:
         """What the response cache does for this request: ``MISS`` (look it up, keep the answer),
         ``REFRESH`` (``no-cache``: ask the service, keep its answer), ``BYPASS`` (``no-store``), or None
-        (cache off, not a GET, or not about a named entity)."""
-        if not (cache.enabled and method == "GET" and cache.cacheable(upstream_path)):
+        (cache off, not a GET, or its URL ``named`` no entity)."""
+        if not (cache.enabled and method == "GET" and named):
             return None
         directives = request_directives(header(scope, b"cache-control"))
         if "no-store" in directives or "no-cache" in directives:
@@ -229,10 +232,3 @@ class ProxyMiddleware:
             [(b"retry-after", str(decision.retry_after_s).encode())])
         return False
 
-
-def _forget_written_entities(cache, upstream_path: str, answer: bytes) -> None:
-    """A write through this gateway, once the service accepted it, drops at once every cached answer about
-    the entities it names in its path or its answer (a new claim names its policy and customer): the
-    writer reads its own write, without waiting for the event."""
-    for entity in {*entities_in_path(upstream_path), *(m.decode() for m in ENTITY_ID.findall(answer))}:
-        cache.drop_entity(entity)

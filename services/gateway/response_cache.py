@@ -52,6 +52,11 @@ def entities_in_path(path: str) -> list[str]:
     return [part for part in path.split("/") if ENTITY_ID.fullmatch(part.encode())]
 
 
+def entities_in_body(body: bytes) -> set[str]:
+    """The entity ids an answer mentions: a claim names its policy and its customer too."""
+    return {match.decode() for match in ENTITY_ID.findall(body)}
+
+
 def request_directives(cache_control: bytes | None) -> set[str]:
     """``Cache-Control: no-cache, max-age=0`` -> ``{"no-cache", "max-age=0"}`` (lower-case)."""
     if not cache_control:
@@ -70,10 +75,6 @@ class ResponseCache:
     def enabled(self) -> bool:
         return self.ttl_s > 0
 
-    @staticmethod
-    def cacheable(path: str) -> bool:
-        return bool(entities_in_path(path))
-
     def get(self, who: str, url: str) -> CachedAnswer | None:
         answer = self.answers.get((who, url))
         if answer is None or answer.expires_at < time.monotonic():
@@ -82,10 +83,11 @@ class ResponseCache:
         self.hits += 1
         return answer
 
-    def put(self, who: str, path: str, url: str, status: int, headers: list, body: bytes) -> None:
+    def put(self, who: str, url: str, named: list[str], status: int, headers: list, body: bytes) -> None:
+        """Keep one answer, indexed by the entities its URL ``named`` and those its body mentions."""
         if len(self.answers) >= self.max_entries:
             self.clear()  # crude but bounded; a lab gateway never gets near it
-        entities = {m.decode() for m in ENTITY_ID.findall(body)} | set(entities_in_path(path))
+        entities = entities_in_body(body).union(named)
         key = (who, url)
         kept = [(name, value) for name, value in headers if name not in PER_ANSWER] + HIT_HEADERS
         now = time.monotonic()
@@ -93,12 +95,13 @@ class ResponseCache:
         for entity in entities:
             self.by_entity.setdefault(entity, set()).add(key)
 
-    def drop_entity(self, entity_id: str) -> int:
-        """Forget every answer that contains ``entity_id``; returns how many."""
+    def drop_entities(self, entity_ids) -> int:
+        """Forget every answer that contains one of ``entity_ids``; returns how many."""
         dropped = 0
-        for key in self.by_entity.pop(entity_id, ()):
-            if self.answers.pop(key, None) is not None:
-                dropped += 1
+        for entity_id in entity_ids:
+            for key in self.by_entity.pop(entity_id, ()):
+                if self.answers.pop(key, None) is not None:
+                    dropped += 1
         self.dropped += dropped
         return dropped
 
