@@ -312,10 +312,11 @@ async def _run(settings: Settings, target: _Target, mode: str, mix: dict[str, fl
         names, weights = list(mix), list(mix.values())
         await asyncio.gather(*(_warm(session, target) for _ in range(concurrency)))  # open the connections
 
-        async def send(intended: float | None, t0: float) -> None:
-            """One request; ``intended`` None (closed loop) means "due when sent"."""
+        async def send(intended: float | None, t0: float, started: float | None = None) -> None:
+            """One request; ``intended`` None (closed loop) means "due when sent". ``started``: when the
+            sender decided to send it (a closed-loop worker passes the time it checked against the end)."""
             op, path, body = scenario.request(OPERATIONS[rng.choices(names, weights)[0]])
-            started = time.perf_counter()
+            started = time.perf_counter() if started is None else started
             intended = started if intended is None else intended
             status, x_cache, served_by, error = 0, "", "", ""
             try:
@@ -352,8 +353,8 @@ async def _run(settings: Settings, target: _Target, mode: str, mix: dict[str, fl
                 await send(intended, t0)
 
         async def closed_worker() -> None:
-            while time.perf_counter() < end:
-                await send(None, t0)
+            while (now := time.perf_counter()) < end:  # one reading: the check and the record agree
+                await send(None, t0, started=now)
 
         bar = _progress_bar(duration, f"{mode} loop, c={concurrency}") if progress else None
         ticker = asyncio.create_task(_tick(bar, t0, lambda: len(records))) if bar else None

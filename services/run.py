@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     # a claim, not a fact (trusting it would let one client pose as many to the login guard). The services
     # behind it do trust the gateway's X-Forwarded-For, from loopback (uvicorn's default).
     uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False,
-                proxy_headers=args.service != "gateway", timeout_graceful_shutdown=3)
+                proxy_headers=args.service != "gateway", timeout_keep_alive=settings.server_keep_alive_s,
+                timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 5.0
     redis_timeout_s: float = 1.0
 
+    # Idle keep-alive connections. A client must drop an idle connection before the server closes it, or a
+    # request can leave on a connection the server is just closing, and fail (the gateway then answers 502).
+    # So every server keeps idle connections longer than the gateway's pool keeps them.
+    server_keep_alive_s: float = 75.0  # a server closes a connection idle this long (uvicorn's default: 5)
+    gateway_pool_idle_s: float = 30.0  # the gateway's pool of upstream connections drops one idle this long
+
     # Biggest request body a service accepts.
     max_body_bytes: int = 64 * 1024
 

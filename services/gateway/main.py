@@ -24,7 +24,7 @@ from .upstreams import RegistryUpstreams, StaticUpstreams
 async def open_upstreams(app: FastAPI) -> None:
     settings = app.state.settings
     app.state.upstream_session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+        connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=settings.gateway_pool_idle_s),
         timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s, connect=1.0),
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding"),

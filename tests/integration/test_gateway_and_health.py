@@ -1,5 +1,6 @@
 """The gateway routes with path and query intact, reports each service's health, and names a dead one."""
 
+import http.client
 import os
 import sys
 import time
@@ -45,6 +46,25 @@ def test_a_request_without_an_id_gets_one(api):
 
 def test_gateway_marks_who_served_the_request(api):
     assert api.get("/api/claims", params={"limit": 1}).headers["x-served-by"].startswith("claims")
+
+
+def test_services_keep_an_idle_connection_longer_than_the_gateway_pool_does(settings):
+    """Otherwise the gateway can send on a connection the service is just closing, and answer 502. uvicorn's
+    default keeps an idle connection 5 s; we wait past that on one raw keep-alive connection."""
+    assert settings.server_keep_alive_s > settings.gateway_pool_idle_s
+    conn = http.client.HTTPConnection(settings.host, settings.port_of("policy"), timeout=5)
+    try:
+        conn.request("GET", "/health")
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+        kept = conn.sock
+        time.sleep(6)
+        conn.request("GET", "/health")  # on the same socket: http.client only reconnects a closed one
+        assert conn.sock is kept
+        assert conn.getresponse().status == 200  # a closed connection raises RemoteDisconnected here
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
