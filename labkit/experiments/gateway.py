@@ -46,16 +46,17 @@ async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) 
     url, rows = settings.url_of("gateway") + path, []
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True),
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        remaining = n
+        sent = 0
 
         async def worker():
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
+            nonlocal sent
+            while sent < n:
+                seq, sent = sent, sent + 1
                 started = time.perf_counter()
                 async with session.get(url) as response:
                     await response.read()
-                    rows.append({"status": response.status, "served_by": response.headers.get("x-served-by", "-"),
+                    rows.append({"seq": seq, "status": response.status,
+                                 "served_by": response.headers.get("x-served-by", "-"),
                                  "latency_ms": (time.perf_counter() - started) * 1000})
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -65,7 +66,8 @@ async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) 
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
                             strategies: tuple[str, ...] = STRATEGIES, settings: Settings | None = None) -> pd.DataFrame:
     """``requests`` reads through the gateway per strategy, ``concurrency`` at a time. One row per request:
-    strategy, served_by, status, latency_ms. The strategy the gateway had is restored at the end."""
+    strategy, seq (the order it was sent in), first_wave (one of the first ``concurrency``, sent while every
+    instance was idle), served_by, status, latency_ms. The strategy the gateway had is restored at the end."""
     settings = settings or get_settings()
     before = current_strategy(settings, service)
     frames = []
@@ -73,7 +75,8 @@ def strategies_side_by_side(service: str = "claims", requests: int = 300, concur
         for strategy in strategies:
             set_strategy(settings, service, strategy)
             rows = run_async(_closed_loop(settings, PATHS[service], requests, concurrency))
-            frames.append(pd.DataFrame(rows).assign(strategy=strategy))
+            frame = pd.DataFrame(rows).sort_values("seq", ignore_index=True)
+            frames.append(frame.assign(strategy=strategy, first_wave=frame["seq"] < concurrency))
     finally:
         set_strategy(settings, service, before)
     return pd.concat(frames, ignore_index=True)
