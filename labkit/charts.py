@@ -334,29 +334,45 @@ def hit_counters(df: pd.DataFrame):
 
 # --- lessons 03 and 05: discovery and the gateway -----------------------------------------------------
 
-def kill_timeline(df: pd.DataFrame, bucket_s: float = 0.25):
-    """Lesson 03: requests per instance (stacked) and failed requests per time bucket around a SIGKILL,
-    with the moments the gateway and the registry noticed marked."""
+def _traffic_over_time(df: pd.DataFrame, title: str, marks: dict[str, tuple[str, str, str]], bucket_s: float):
+    """Requests per second per instance (stacked), failed requests per second (red), milestones as lines."""
     fig, ax = plt.subplots(figsize=(10, 4.2))
     bucket = (df["t_s"] // bucket_s) * bucket_s
     served = df[df["ok"]].groupby([bucket[df["ok"]], "served_by"]).size().unstack(fill_value=0) / bucket_s
     if not served.empty:
         ax.stackplot(served.index, served.T.values, labels=served.columns, alpha=0.75, step="post")
-    failed = df[~df["ok"]].groupby(bucket[~df["ok"]]).size() / bucket_s
-    if not failed.empty:
-        ax.bar(failed.index, failed.values, width=bucket_s, align="edge", color="tab:red", label="failed")
-    styles = {"killed": ("red", "-", "SIGKILL"), "gateway_stops_routing": ("black", "--", "gateway stops routing"),
-              "registry_expires": ("purple", ":", "registration expired")}
-    for name, (colour, line, text) in styles.items():
+    # Failures are drawn even when there are none: a flat red line at 0 is the result, not a missing series.
+    failed = (df[~df["ok"]].groupby(bucket[~df["ok"]]).size() / bucket_s).reindex(
+        sorted(bucket.unique()), fill_value=0)
+    ax.step(failed.index, failed.values, where="post", color="red", linewidth=2.5, zorder=4,
+            label=f"failed ({int((~df['ok']).sum())} of {len(df)})")
+    for name, (colour, line, text) in marks.items():
         t = df.attrs.get("milestones", {}).get(name)
         if t is not None:
             ax.axvline(t, color=colour, linestyle=line, linewidth=1.5, label=f"{text} ({t:.2f} s)")
+    top = ax.get_ylim()[1]
+    ax.set_ylim(-0.02 * top, top)  # lift the x axis a little, so a red line at 0 stays visible
     ax.set_xlabel("seconds since the traffic started")
     ax.set_ylabel("requests per second")
-    ax.set_title("One of three instances SIGKILLed under traffic")
+    ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
+
+
+def kill_timeline(df: pd.DataFrame, bucket_s: float = 0.25):
+    """Lesson 03: requests per instance (stacked) and failed requests per time bucket around a SIGKILL,
+    with the moments the gateway and the registry noticed marked."""
+    marks = {"killed": ("black", "-", "SIGKILL"), "gateway_stops_routing": ("black", "--", "gateway stops routing"),
+             "registry_expires": ("purple", ":", "registration expired")}
+    return _traffic_over_time(df, "One of three instances SIGKILLed under traffic", marks, bucket_s)
+
+
+def rejoin_timeline(df: pd.DataFrame, bucket_s: float = 0.25):
+    """Lesson 03: the same view while a stopped instance starts again and rejoins."""
+    marks = {"restarted": ("green", "-", "restart begins"), "registered": ("purple", ":", "registered in Redis"),
+             "gateway_routes": ("black", "--", "gateway routes to it")}
+    return _traffic_over_time(df, "The instance starts again and rejoins under traffic", marks, bucket_s)
 
 
 def requests_per_instance(df: pd.DataFrame):
