@@ -6,6 +6,11 @@ import asyncio
 import concurrent.futures
 
 
+#: One sample entity per service, read through the gateway by the experiments (the seed always creates them).
+PATHS = {"claims": "/api/claims/CLM-000001", "policy": "/api/policies/POL-000001",
+         "customer": "/api/customers/CUS-000001"}
+
+
 def run_async(coro):
     """Run a coroutine to completion from anywhere — a script, or a notebook whose event loop is running.
 

@@ -23,7 +23,7 @@ from services.patterns.envelope import Event, EventType
 from .. import lab as lab_module
 from .. import procs
 from ..auth import gateway_headers
-from . import run_async
+from . import PATHS, run_async
 
 
 def registry_table(settings: Settings | None = None, services: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -44,14 +44,11 @@ def registry_table(settings: Settings | None = None, services: tuple[str, ...] |
     return pd.DataFrame(rows, columns=["service", "instance", "address", "ttl_ms", "age_s", "weight", "key"])
 
 
-PATHS = {"claims": "/api/claims/CLM-000001", "policy": "/api/policies/POL-000001",
-         "customer": "/api/customers/CUS-000001"}
-
-
 async def _traffic_while(settings: Settings, service: str, seconds: float, rate: float, watch, act) -> list[dict]:
     """Reads of one ``service`` entity through the gateway at ``rate``/s for ``seconds`` (open loop: a slow
     answer delays nothing), past the gateway's response cache so every read reaches an instance. Meanwhile
-    ``act()`` does the thing under study and ``watch(session, now)`` runs every 50 ms. One row per request."""
+    ``act(clock)`` does the thing under study (``clock()``: seconds since the traffic started) and
+    ``watch(session, now)`` runs every 50 ms. One row per request."""
     url, rows = settings.url_of("gateway") + PATHS[service], []
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
         started = time.perf_counter()

@@ -19,11 +19,9 @@ from services.core.settings import Settings, get_settings
 
 from .. import procs
 from ..auth import gateway_headers, service_client
-from . import run_async
+from . import PATHS, run_async
 
 STRATEGIES = ("round_robin", "random", "least_outstanding", "weighted")
-PATHS = {"claims": "/api/claims/CLM-000001", "policy": "/api/policies/POL-000001",
-         "customer": "/api/customers/CUS-000001"}
 
 
 @contextlib.contextmanager
