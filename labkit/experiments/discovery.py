@@ -136,26 +136,27 @@ def rejoin_under_traffic(service: str = "claims", victim: str = "claims#3", befo
     newcomer_prefix = f"{service}-{procs.read_pidfiles(settings.run_dir)[victim].port}-"  # ids are <service>-<port>-…
     r = lab_module.status(settings).redis_client()
     milestones: dict[str, float] = {}
-    newcomer: dict[str, str] = {}
+    newcomer_id: str | None = None  # known once its instance.registered event arrives
 
     async def watch(session, now):
-        if "id" in newcomer and "gateway_routes" not in milestones:
-            seen = (await _gateway_view(session, settings, service)).get(newcomer["id"])
+        if newcomer_id is not None and "gateway_routes" not in milestones:
+            seen = (await _gateway_view(session, settings, service)).get(newcomer_id)
             if seen and seen["healthy"] and seen["breaker"] == "closed":
                 milestones["gateway_routes"] = now
 
     async def restart(clock):
+        nonlocal newcomer_id
         announcements = r.pubsub(ignore_subscribe_messages=True)
         announcements.subscribe(keys.registry_channel())  # the same events the gateway listens to
         try:
             await asyncio.sleep(before_s)
             milestones["restarted"] = clock()
             starting = asyncio.create_task(asyncio.to_thread(lab_module.restart_instance, victim, settings))
-            while "id" not in newcomer and clock() < before_s + after_s:
+            while newcomer_id is None and clock() < before_s + after_s:
                 message = await asyncio.to_thread(announcements.get_message, timeout=0.2)
                 event = Event.from_json(message["data"]) if message else None
                 if event and event.type == EventType.INSTANCE_REGISTERED and event.subject.startswith(newcomer_prefix):
-                    newcomer["id"], milestones["registered"] = event.subject, clock()
+                    newcomer_id, milestones["registered"] = event.subject, clock()
             await starting
         finally:
             announcements.close()
@@ -165,28 +166,32 @@ def rejoin_under_traffic(service: str = "claims", victim: str = "claims#3", befo
     finally:
         r.close()
     df = _as_frame(rows, milestones)
-    served = df.loc[df["served_by"] == newcomer.get("id"), "t_s"]
+    served = df.loc[df["served_by"] == newcomer_id, "t_s"]
     if not served.empty:
         milestones["first_served"] = float(served.min())
-    df.attrs["instance"] = newcomer.get("id")
+    df.attrs["instance"] = newcomer_id
     return df
+
+
+def _seconds_after(df: pd.DataFrame, origin: str, labels: dict[str, str], column: str) -> pd.DataFrame:
+    """One row per milestone in ``labels``: its text and how many seconds after ``origin`` it came (None if
+    it never did)."""
+    m = df.attrs["milestones"]
+    return pd.DataFrame([{"what": text, column: round(m[k] - m[origin], 3) if k in m else None}
+                         for k, text in labels.items()])
 
 
 def detection_times(df: pd.DataFrame) -> pd.DataFrame:
     """How long after the kill each part of the system noticed, from ``kill_under_traffic``'s milestones."""
-    m = df.attrs["milestones"]
-    labels = {"gateway_stops_routing": "gateway stops routing to it (health checks / breaker)",
-              "registry_expires": "its registration expires in Redis (TTL)",
-              "gateway_forgets": "gateway drops it from its view (registry sync)"}
-    return pd.DataFrame([{"what": text, "seconds_after_kill": round(m[k] - m["killed"], 3) if k in m else None}
-                         for k, text in labels.items()])
+    return _seconds_after(df, "killed", {
+        "gateway_stops_routing": "gateway stops routing to it (health checks / breaker)",
+        "registry_expires": "its registration expires in Redis (TTL)",
+        "gateway_forgets": "gateway drops it from its view (registry sync)"}, "seconds_after_kill")
 
 
 def rejoin_times(df: pd.DataFrame) -> pd.DataFrame:
     """How long after the restart began each step happened, from ``rejoin_under_traffic``'s milestones."""
-    m = df.attrs["milestones"]
-    labels = {"registered": "it registers in Redis: instance.registered arrives",
-              "gateway_routes": "the gateway's view shows it healthy (sampled every 50 ms)",
-              "first_served": "it serves its first request"}
-    return pd.DataFrame([{"what": text, "seconds_after_restart": round(m[k] - m["restarted"], 3) if k in m else None}
-                         for k, text in labels.items()])
+    return _seconds_after(df, "restarted", {
+        "registered": "it registers in Redis: instance.registered arrives",
+        "gateway_routes": "the gateway's view shows it healthy (sampled every 50 ms)",
+        "first_served": "it serves its first request"}, "seconds_after_restart")
