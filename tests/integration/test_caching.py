@@ -11,7 +11,7 @@ import pytest
 from labkit import procs
 from labkit.auth import ServiceAuth
 from services.core import keys
-from waiting import wait_for  # tests/integration/waiting.py
+from waiting import wait_for  # tests/waiting.py
 
 
 def test_second_read_is_a_cache_hit_with_the_same_body(api, r, new_policy):

@@ -21,7 +21,7 @@ from labkit import procs
 from labkit.auth import ASK_THE_SERVICE, ServiceAuth
 from services.core import keys
 from services.core.settings import SERVICE_NAMES
-from waiting import wait_for  # tests/integration/waiting.py
+from waiting import wait_for  # tests/waiting.py
 
 
 def registered(r, service: str) -> dict[str, dict]:

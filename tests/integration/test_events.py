@@ -12,16 +12,13 @@ from labkit.auth import ServiceAuth
 from services.core import keys
 from services.core.settings import Settings
 from services.patterns.envelope import Event
+from waiting import wait_for  # tests/waiting.py
 
 
-def eventually(probe, timeout=10.0, every=0.05):
-    """Poll ``probe`` until it returns something truthy (events are asynchronous); return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
+def eventually(probe, what: str, deadline_s: float = 10.0):
+    """Events are asynchronous: poll ``probe`` every 50 ms until it is truthy (returned), or fail naming
+    ``what``."""
+    return wait_for(probe, what, deadline_s=deadline_s, every_s=0.05)
 
 
 def subject_events(r, topic, subject):
@@ -39,7 +36,7 @@ def test_every_committed_claim_write_has_exactly_its_events_in_the_log(api, r, n
         assert api.post(f"/api/claims/{claim['id']}/status", json={"status": step}).status_code == 200
     assert api.post(f"/api/claims/{claim['id']}/status", json={"status": "paid", "note": "x"}).status_code == 200
     events = eventually(lambda: len(log_events_of(r, "claims", claim["id"])) == 4 and
-                        log_events_of(r, "claims", claim["id"]))
+                        log_events_of(r, "claims", claim["id"]), "the claim's 4 events in the log")
     assert [e.type for e in events] == ["claim.submitted"] + ["claim.status_changed"] * 3
     assert [e.data.get("to") for e in events[1:]] == ["under_review", "approved", "paid"]
     assert len({e.id for e in events}) == 4
@@ -49,7 +46,7 @@ def test_every_committed_claim_write_has_exactly_its_events_in_the_log(api, r, n
 def test_a_refused_write_emits_nothing(api, r, new_claim):
     claim = new_claim()
     assert api.post(f"/api/claims/{claim['id']}/status", json={"status": "paid"}).status_code == 409
-    eventually(lambda: subject_events(r, "claims", claim["id"]))
+    eventually(lambda: subject_events(r, "claims", claim["id"]), "the claim's first event in its history")
     time.sleep(0.2)
     assert [e.type for e in subject_events(r, "claims", claim["id"])] == ["claim.submitted"]
 
@@ -63,11 +60,11 @@ def test_customer_and_policy_writes_emit_their_events(api, r, new_customer, new_
     api.delete(f"/api/policies/{policy['id']}")
     api.delete(f"/api/customers/{customer['id']}")
     customer_events = eventually(lambda: len(log_events_of(r, "customers", customer["id"])) == 3 and
-                                 log_events_of(r, "customers", customer["id"]))
+                                 log_events_of(r, "customers", customer["id"]), "the customer's 3 events")
     assert [e.type for e in customer_events] == ["customer.created", "customer.updated", "customer.deleted"]
     assert customer_events[1].data["changes"] == {"risk_tier": "high"}
     policy_events = eventually(lambda: len(log_events_of(r, "policies", policy["id"])) == 4 and
-                               log_events_of(r, "policies", policy["id"]))
+                               log_events_of(r, "policies", policy["id"]), "the policy's 4 events")
     assert [e.type for e in policy_events] == ["policy.created", "policy.updated", "policy.cancelled",
                                                "policy.deleted"]
 
@@ -77,7 +74,7 @@ def test_history_endpoint_tells_who_did_what_when_in_order(api, new_policy, new_
     api.post(f"/api/claims/{claim['id']}/status", json={"status": "under_review", "note": "looking"})
     api.post(f"/api/claims/{claim['id']}/status", json={"status": "rejected", "note": "not covered"})
     history = eventually(lambda: (h := api.get(f"/api/claims/{claim['id']}/history").json())
-                         and len(h["events"]) == 3 and h)
+                         and len(h["events"]) == 3 and h, "3 events in the claim's history")
     assert history["source"] == "redis stream"
     rows = history["events"]
     assert [(e["from"], e["to"]) for e in rows] == [(None, "submitted"), ("submitted", "under_review"),
@@ -95,7 +92,7 @@ def test_replay_of_a_claims_events_equals_the_system_of_record(api, new_claim):
     for claim, path in zip(claims, paths):
         record = api.get(f"/api/claims/{claim['id']}").json()
         history = eventually(lambda: (h := api.get(f"/api/claims/{claim['id']}/history").json())
-                             and len(h["events"]) == len(path) + 1 and h)
+                             and len(h["events"]) == len(path) + 1 and h, f"{len(path) + 1} events in the history")
         assert history["replayed"] == record
 
 
@@ -107,10 +104,11 @@ def test_history_of_an_unknown_claim_is_a_json_404(api):
 def test_worker_moves_a_risky_claim_to_review_with_its_score_and_leaves_a_small_one(api, r, new_policy, new_claim):
     policy = new_policy(coverage_cents=1_000_000)
     risky, small = new_claim(policy["id"], amount_cents=800_000), new_claim(policy["id"], amount_cents=10_000)
-    reviewed = eventually(lambda: api.get(f"/api/claims/{risky['id']}").json()["status"] == "under_review")
+    reviewed = eventually(lambda: api.get(f"/api/claims/{risky['id']}").json()["status"] == "under_review",
+                          "the worker to move the risky claim to under_review")
     assert reviewed, "the worker did not move the risky claim to under_review"
     assert api.get(f"/api/claims/{risky['id']}").json()["note"] == "auto-triage: risk score 0.80"
-    assert eventually(lambda: r.hget(keys.risk_scores(), small["id"])) == "0.01"
+    assert eventually(lambda: r.hget(keys.risk_scores(), small["id"]), "the small claim's risk score") == "0.01"
     assert api.get(f"/api/claims/{small['id']}").json()["status"] == "submitted"
     actors = [e["actor"] for e in api.get(f"/api/claims/{risky['id']}/history").json()["events"]]
     assert actors[-1] == "service:worker"
@@ -120,12 +118,14 @@ def test_malformed_event_is_dead_lettered_and_the_worker_keeps_going(api, r, dir
     dead_before = r.xlen(keys.dead_letter("claims"))
     r.xadd(keys.stream("claims"), {"event": "this is not an event"})
     claim = new_claim(new_policy(coverage_cents=100_000)["id"], amount_cents=90_000)
-    assert eventually(lambda: r.xlen(keys.dead_letter("claims")) > dead_before)
+    assert eventually(lambda: r.xlen(keys.dead_letter("claims")) > dead_before, "a new dead-letter entry")
     entry = r.xrevrange(keys.dead_letter("claims"), count=1)[0][1]
     assert entry["event"] == "this is not an event" and entry["reason"].startswith("malformed event: not JSON")
-    assert eventually(lambda: api.get(f"/api/claims/{claim['id']}").json()["status"] == "under_review")
+    assert eventually(lambda: api.get(f"/api/claims/{claim['id']}").json()["status"] == "under_review",
+                      "the good claim to reach under_review")
     # the worker acknowledges an entry after its API call returns: wait for the ack, do not race it
-    consumer = eventually(lambda: (c := direct["worker"].get("/health").json()["consumer"])["pending"] == 0 and c)
+    consumer = eventually(lambda: (c := direct["worker"].get("/health").json()["consumer"])["pending"] == 0 and c,
+                          "the worker to have no pending entries")
     assert consumer and consumer["dead_lettered"] >= 1
 
 
@@ -139,7 +139,8 @@ def test_policy_service_counts_claims_it_hears_about(api, new_policy, new_claim)
     policy = new_policy()
     for _ in range(3):
         new_claim(policy["id"], amount_cents=1_000)
-    count = eventually(lambda: api.get(f"/api/policies/{policy['id']}/claims-count").json()["claims_count"] == 3)
+    count = eventually(lambda: api.get(f"/api/policies/{policy['id']}/claims-count").json()["claims_count"] == 3,
+                       "the policy's claims count to reach 3")
     assert count, api.get(f"/api/policies/{policy['id']}/claims-count").json()
 
 
@@ -149,7 +150,8 @@ def test_customer_is_notified_about_their_claims(api, new_customer, new_policy, 
     api.post(f"/api/claims/{claim['id']}/status", json={"status": "under_review"})
     api.post(f"/api/claims/{claim['id']}/status", json={"status": "approved"})
     url = f"/api/customers/{customer['id']}/notifications"
-    items = eventually(lambda: len(api.get(url).json()["items"]) == 3 and api.get(url).json()["items"])
+    items = eventually(lambda: len(api.get(url).json()["items"]) == 3 and api.get(url).json()["items"],
+                       "3 notifications for the customer")
     assert items and items[0]["message"] == f"claim {claim['id']} for your policy {claim['policy_id']} was approved"
 
 
@@ -172,12 +174,14 @@ def test_writes_commit_while_redis_is_down_and_their_events_arrive_after(setting
         assert client.get(f"/customers/{made[0].json()['id']}").status_code == 200
         server = redis_server.start(private, detached=False)
         r = server.client()
-        drained = eventually(lambda: r.xlen(keys.stream("customers")) == 3, timeout=15)
+        drained = eventually(lambda: r.xlen(keys.stream("customers")) == 3,
+                             "the outbox to drain after Redis came back", deadline_s=15)
         assert drained, "the outbox did not drain after Redis came back"
         subjects = [f["subject"] for _, f in r.xrange(keys.stream("customers"))]
         assert subjects == [m.json()["id"] for m in made]
         assert client.get("/health").json()["status"] == "ok"
-        resubscribed = eventually(lambda: (tmp_path / "customer.log").read_text().count("subscribed to") >= 2)
+        resubscribed = eventually(lambda: (tmp_path / "customer.log").read_text().count("subscribed to") >= 2,
+                                  "the claims subscriber to resubscribe after Redis came back")
         assert resubscribed, "the claims subscriber did not resubscribe after Redis came back"
     finally:
         client.close()

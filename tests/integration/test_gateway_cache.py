@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from labkit.auth import ASK_THE_SERVICE, ServiceAuth
-from waiting import wait_for  # tests/integration/waiting.py
+from waiting import wait_for  # tests/waiting.py
 
 PASSWORDS = {"alice": "alice-lab-pw", "bob": "bob-lab-pw"}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 import redis
@@ -12,17 +10,7 @@ import labkit
 from labkit import faults
 from labkit.auth import gateway_headers
 from services.core import keys
-
-
-def poll(predicate, seconds: float = 20.0, every: float = 0.2):
-    """The first truthy value of predicate() within ``seconds`` (a deadline, not a speed requirement)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
+from waiting import wait_for  # tests/waiting.py
 
 
 def health_status(lab, service):
@@ -41,13 +29,14 @@ def test_frozen_redis_degrades_health_but_reads_still_answer(private_lab):
         "start_date": "2026-01-01", "end_date": "2027-01-01"}).json()
     pid = faults.freeze_redis(private_lab.settings)
     try:
-        assert poll(lambda: health_status(private_lab, "policy") == "degraded")
+        assert wait_for(lambda: health_status(private_lab, "policy") == "degraded", "policy to report degraded",
+                        every_s=0.2)
         read = httpx.get(f"{private_lab.gateway_url}/api/policies/{policy['id']}",
                          headers=gateway_headers(private_lab.settings), timeout=10)
         assert read.status_code == 200 and read.json()["id"] == policy["id"]
     finally:
         faults.thaw_redis(pid)
-    assert poll(lambda: health_status(private_lab, "policy") == "ok")
+    assert wait_for(lambda: health_status(private_lab, "policy") == "ok", "policy to report ok again", every_s=0.2)
 
 
 def test_logins_say_503_while_redis_is_frozen(private_lab):
@@ -66,13 +55,16 @@ def test_sessions_survive_a_planned_redis_restart_and_services_reconnect(private
     with httpx.Client(base_url=gateway, timeout=10) as alice:
         assert alice.post("/api/auth/login", json={"username": "alice", "password": "alice-lab-pw"}).status_code == 200
         faults.restart_redis(private_lab.settings, down_for_s=0.5)
-        assert poll(lambda: all(health_status(private_lab, s) == "ok" for s in ("gateway", "policy", "claims")))
-        assert poll(lambda: alice.get("/api/auth/me").status_code == 200)
+        assert wait_for(lambda: all(health_status(private_lab, s) == "ok" for s in ("gateway", "policy", "claims")),
+                        "gateway, policy and claims to report ok after the restart", every_s=0.2)
+        assert wait_for(lambda: alice.get("/api/auth/me").status_code == 200, "alice's session to answer again",
+                        every_s=0.2)
 
 
 def test_a_killed_service_is_reported_and_comes_back_on_restart(private_lab):
     faults.kill_instance("customer", private_lab.settings)
-    assert poll(lambda: health_status(private_lab, "customer") == "unreachable")
+    assert wait_for(lambda: health_status(private_lab, "customer") == "unreachable", "customer to be unreachable",
+                    every_s=0.2)
     gateway_health = httpx.get(private_lab.gateway_url + "/health", timeout=10).json()
     assert gateway_health["status"] == "degraded" and gateway_health["services"]["customer"]["status"] == "down"
     labkit.restart("customer", private_lab.settings)

@@ -1,4 +1,4 @@
-"""The one way the integration tests wait for something the lab does in the background."""
+"""The one way the tests wait for something the lab does in the background."""
 
 from __future__ import annotations
 
