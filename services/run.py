@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     # The gateway is the edge: the address it sees is the client's, and an X-Forwarded-For a client sends is
     # a claim, not a fact (trusting it would let one client pose as many to the login guard). The services
     # behind it do trust the gateway's X-Forwarded-For, from loopback (uvicorn's default).
-    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False,
+    # log_config=None: uvicorn's own records go through the lab's formatter too (one record, one line).
+    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False, log_config=None,
                 proxy_headers=args.service != "gateway", timeout_keep_alive=settings.server_keep_alive_s,
                 timeout_graceful_shutdown=3)
 

@@ -58,8 +58,11 @@ async def _require_session(request: Request) -> sessions.Session:
 async def login(body: LoginIn, request: Request, response: Response) -> dict:
     state, settings = request.app.state, request.app.state.settings
     client = _client_address(request)
-    lockout = await login_guard.check_lockout(state.redis, body.username, client,
-                                              settings.login_max_failures_account, settings.login_max_failures_client)
+    # Counted before the password is checked, atomically (see login_guard): however many guesses arrive
+    # at once, at most the limit of them are ever checked in a window.
+    lockout = await login_guard.reserve_attempt(state.redis, body.username, client,
+                                                settings.login_max_failures_account,
+                                                settings.login_max_failures_client, settings.login_window_s)
     if lockout.locked:
         raise LabError(429, "too_many_attempts",
                        f"too many failed logins for this {lockout.scope}; try again in {lockout.retry_after_s} s",
@@ -70,9 +73,8 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict:
     # every other request meanwhile.
     stored = user["password_hash"] if user else _DUMMY_HASH
     if not await asyncio.to_thread(verify_password, body.password, stored) or user is None:
-        await login_guard.record_failure(state.redis, body.username, client, settings.login_window_s)
         raise LabError(401, "invalid_credentials", "unknown username or wrong password", "password")
-    await login_guard.record_success(state.redis, body.username)
+    await login_guard.release_attempt(state.redis, body.username, client)
     previous = await _current(request)
     if previous is not None:  # rotate: never keep the id the browser arrived with
         await sessions.destroy_session(state.redis, previous.id, previous.user_id)

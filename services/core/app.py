@@ -25,7 +25,7 @@ from .discovery import start_registration, stop_registration
 from .errors import ERROR_RESPONSES, install_error_handlers
 from .health import health_router
 from .knobs import Knobs, knobs_router
-from .middleware import BodyLimit, RequestContext
+from .middleware import BodyLimit, RequestContext, loggable
 from .peers import PeerDirectory
 from .settings import Settings, get_settings
 
@@ -52,7 +52,12 @@ def new_instance_id(service: str, port: int) -> str:
 
 class LogFormatter(logging.Formatter):
     """The standard format, with the date and time part of ``asctime`` made once per second, not once per
-    line: ``time.strftime`` was a sixth of the cost of each access log line."""
+    line: ``time.strftime`` was a sixth of the cost of each access log line.
+
+    One record is one line: every message goes through ``loggable`` (a newline a client smuggled into a
+    path or a name becomes ``\\n``, a byte that is not UTF-8 ``\\xff``), and each line of a traceback is
+    indented with ``  | `` — a line that starts with a timestamp is always a record this process wrote.
+    """
 
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -64,6 +69,20 @@ class LogFormatter(logging.Formatter):
             self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
             self._second = second
         return f"{self._second_text},{int(record.msecs):03d}"
+
+    def formatMessage(self, record):  # noqa: N802 - logging's name
+        record.message = loggable(record.message, limit=8192)
+        return super().formatMessage(record)
+
+    def formatException(self, ei):  # noqa: N802 - logging's name
+        return self._continuation(super().formatException(ei))
+
+    def formatStack(self, stack_info):  # noqa: N802 - logging's name
+        return self._continuation(super().formatStack(stack_info))
+
+    @staticmethod
+    def _continuation(text: str) -> str:
+        return "\n".join("  | " + loggable(line, limit=8192) for line in text.splitlines())
 
 
 def configure_logging() -> None:

@@ -16,6 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .middleware import BodyTooLarge
+
 log = logging.getLogger("lab.errors")
 
 
@@ -88,6 +90,11 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed",
                 413: "body_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _body_too_large(_: Request, exc: BodyTooLarge):
+        """A chunked body grew past the limit while being read; ``BodyLimit`` has already answered 413."""
+        return JSONResponse(error_body("body_too_large", str(exc), "body"), status_code=413)
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

@@ -25,10 +25,13 @@ import json
 import logging
 import time
 
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
 import aiohttp
+from yarl import URL
 
 from services.auth.edge import identity_for, signed_header
-from services.core.middleware import header
+from services.core.middleware import BodyTooLarge, header
 from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
@@ -50,11 +53,40 @@ def _text_header(scope, name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-def split_api_path(path: str) -> tuple[str | None, str]:
-    """``/api/policies/POL-1`` -> (``policy``, ``/policies/POL-1``); unknown resource -> (None, path)."""
-    upstream_path = path[len("/api"):]
-    resource = upstream_path.split("/", 2)[1] if upstream_path.count("/") >= 1 else ""
-    return ROUTES.get(resource), upstream_path
+# Never in a path we forward, in any case: an encoded slash or backslash (a separator the service would see
+# and we would not), a backslash (some servers read it as a slash), a NUL.
+_REFUSED_IN_PATH = (b"%2f", b"%5c", b"%00", b"\\", b"\x00")
+# What stays literal in a forwarded path segment (RFC 3986 pchar); everything else is percent-encoded.
+_SEGMENT_SAFE = "!$&'()*+,;=:@~"
+# What stays literal in a forwarded query: the same, plus the query's own separators and existing escapes.
+_QUERY_SAFE = _SEGMENT_SAFE + "/?%"
+
+
+def split_api_path(raw_path: bytes) -> tuple[str | None, str]:
+    """``/api/policies/POL-1`` -> (``policy``, ``/policies/POL-1``): the service and the path to send it.
+
+    The path is decoded once and its dot segments resolved (``/api/policies/..%2f..`` climbs as far as any
+    server would take it) *before* deciding where it goes, so what is forwarded is exactly what was
+    checked: a path under ``/api/<resource>`` of a routed service, re-encoded (a ``%252e`` stays a literal
+    ``%2e`` and is never decoded twice into a dot). Anything else -> (None, ""): an encoded slash or
+    backslash, a NUL, or a path that left ``/api/<resource>`` — the service's ``/health`` and ``/admin``
+    are not the gateway's to reach.
+    """
+    if any(refused in raw_path.lower() for refused in _REFUSED_IN_PATH):
+        return None, ""
+    segments: list[bytes] = []
+    for segment in unquote_to_bytes(raw_path).split(b"/")[1:]:
+        if segment == b"..":
+            if segments:
+                segments.pop()
+        elif segment != b".":
+            segments.append(segment)
+    if len(segments) < 2 or segments[0] != b"api":
+        return None, ""
+    service = ROUTES.get(segments[1].decode("latin-1"))
+    if service is None:
+        return None, ""
+    return service, "/" + "/".join(quote_from_bytes(segment, safe=_SEGMENT_SAFE) for segment in segments[1:])
 
 
 async def send_json(send, status: int, body: dict, extra_headers: list | None = None) -> None:
@@ -106,6 +138,8 @@ class ProxyMiddleware:
             await send(message)
         try:
             await self._proxy(scope, receive, tracking_send)
+        except BodyTooLarge:
+            raise  # BodyLimit has answered 413 already
         except Exception:  # noqa: BLE001 - outside FastAPI nothing else turns a bug into a JSON 500
             log.exception("gateway: unexpected error on %s %s", scope["method"], scope["path"])
             if not started:
@@ -125,16 +159,16 @@ class ProxyMiddleware:
             return await send_json(send, 401, gateway_error(
                 "unauthenticated", "log in first: POST /api/auth/login (or send the lab's API key as a Bearer token)",
                 None))
-        service, upstream_path = split_api_path(scope["path"])
+        service, upstream_path = split_api_path(scope.get("raw_path") or scope["path"].encode())
         if service is None:
             return await send_json(send, 404, gateway_error(
-                "no_route", f"no service serves {scope['path']}; try /api/customers, /api/policies or /api/claims",
+                "no_route", "no service serves this path; try /api/customers, /api/policies or /api/claims",
                 None))
         if state.rate_limiter is not None and not await self._within_rate_limit(state, identity, send):
             return
         method = scope["method"]
         query = scope.get("query_string") or b""
-        full_path = upstream_path + ("?" + query.decode("latin-1") if query else "")
+        full_path = upstream_path + ("?" + quote_from_bytes(query, safe=_QUERY_SAFE) if query else "")
         cache = state.response_cache
         named = entities_in_path(upstream_path) if cache.enabled else []  # the entities this URL is about
         cache_state = self._cache_state(cache, scope, method, named)
@@ -193,7 +227,9 @@ class ProxyMiddleware:
                                                   service), [(b"retry-after", b"1")])
             upstreams.on_sent(target)
             try:
-                async with state.upstream_session.request(method, target.base_url + full_path, data=body or None,
+                # encoded=True: sent exactly as checked above (no second decoding, no re-normalising).
+                url = URL(target.base_url + full_path, encoded=True)
+                async with state.upstream_session.request(method, url, data=body or None,
                                                           headers=headers, allow_redirects=False) as response:
                     content = await response.read()
                     status, raw_headers = response.status, response.raw_headers

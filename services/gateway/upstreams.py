@@ -9,7 +9,10 @@ arrive thousands of times a second. The view is kept fresh three ways:
   killed without a goodbye disappears (its key expired) and how a missed event is repaired;
 * **health checks** — *active*: ``GET /health`` on every instance every ``gateway_probe_s``
   (``gateway_unhealthy_after`` failures in a row -> unhealthy, ``gateway_healthy_after`` successes -> healthy
-  again); *passive*: a refused or broken connection on real traffic counts as a failed check.
+  again); *passive*: a refused or broken connection on real traffic counts as a failed check. Any 200 is
+  a good check, ``degraded`` included: an instance that lost Redis still serves from its system of record,
+  so it stays in rotation. (That only holds because ``/health`` answers within its own Redis budget,
+  ``services/core/health.py``, well inside the probe's timeout.)
 
 On top of health, each instance has a circuit breaker (``services/patterns/breaker.py``), and each service a
 balancer (``services/patterns/loadbalance.py``) that picks among the instances that are healthy and whose
@@ -30,6 +33,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from services.core import keys
+from services.core.health import REDIS_CHECK_BUDGET_S
 from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES, SERVICE_NAMES, Settings
 from services.patterns import registry
@@ -193,7 +197,8 @@ class RegistryUpstreams(Upstreams):
             await asyncio.sleep(self.settings.gateway_sync_s)
 
     async def _probe(self, upstream: Upstream) -> None:
-        timeout = aiohttp.ClientTimeout(total=max(0.2, self.settings.gateway_probe_s * 2))
+        # At least twice the time /health may spend waiting for Redis: degraded must not look like dead.
+        timeout = aiohttp.ClientTimeout(total=max(2 * REDIS_CHECK_BUDGET_S, self.settings.gateway_probe_s * 2))
         try:
             async with self.session.get(upstream.base_url + "/health", timeout=timeout) as response:
                 await response.read()

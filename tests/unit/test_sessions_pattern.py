@@ -1,5 +1,7 @@
 """Sessions, passwords and the login guard against the real server."""
 
+import asyncio
+
 import pytest
 
 from services.core import keys
@@ -83,16 +85,60 @@ def test_list_and_log_out_everywhere(redis_url):
 @pytest.mark.parametrize("scope", ["account", "client"])
 def test_login_guard_locks_after_the_limit_and_says_how_long(redis_url, scope):
     name, client = f"victim-{scope}", f"10.0.0.{1 if scope == 'account' else 2}"
+    limits = {"max_account": 3, "max_client": 5} if scope == "account" else {"max_account": 99, "max_client": 3}
 
     async def body(r):
         await r.delete(keys.login_attempts("account", name), keys.login_attempts("client", client))
-        limits = {"max_account": 3, "max_client": 5} if scope == "account" else {"max_account": 99, "max_client": 3}
-        before = await login_guard.check_lockout(r, name, client, **limits)
-        for _ in range(3):
-            await login_guard.record_failure(r, name, client, window_s=60)
-        after = await login_guard.check_lockout(r, name, client, **limits)
+        allowed = [await login_guard.reserve_attempt(r, name, client, **limits, window_s=60) for _ in range(3)]
+        after = await login_guard.reserve_attempt(r, name, client, **limits, window_s=60)
         await r.delete(keys.login_attempts("account", name), keys.login_attempts("client", client))
-        return before, after
-    before, after = run(redis_url, body)
-    assert not before.locked
+        return allowed, after
+    allowed, after = run(redis_url, body)
+    assert not any(a.locked for a in allowed)
     assert after.locked and after.scope == scope and 0 < after.retry_after_s <= 60
+
+
+@pytest.mark.parametrize("scope", ["account", "client"])
+def test_concurrent_attempts_never_check_more_than_the_limit(redis_url, scope):
+    """50 logins at once against a limit of 5: exactly 5 may have their password checked, per account
+    (one account, one address) and per client (one address, 50 accounts)."""
+    client = f"10.0.1.{1 if scope == 'account' else 2}"
+    names = [f"racer-{scope}"] * 50 if scope == "account" else [f"racer-{scope}-{i}" for i in range(50)]
+    limits = {"max_account": 5, "max_client": 99} if scope == "account" else {"max_account": 99, "max_client": 5}
+
+    async def body(r):
+        counters = [keys.login_attempts("account", n) for n in set(names)] + [keys.login_attempts("client", client)]
+        await r.delete(*counters)
+        try:
+            return await asyncio.gather(*(login_guard.reserve_attempt(r, n, client, **limits, window_s=60)
+                                          for n in names))
+        finally:
+            await r.delete(*counters)
+    outcomes = run(redis_url, body)
+    assert sum(not o.locked for o in outcomes) == 5
+    assert {o.scope for o in outcomes if o.locked} == {scope}
+
+
+def test_a_success_gives_back_only_its_own_attempt(redis_url):
+    """Failures stay counted after a success: a lucky guess must not reopen the door for queued guesses."""
+    name, client = "victim-success", "10.0.2.1"
+    limits = {"max_account": 3, "max_client": 99, "window_s": 60}
+
+    async def body(r):
+        counters = keys.login_attempts("account", name), keys.login_attempts("client", client)
+        await r.delete(*counters)
+        for _ in range(2):  # two wrong passwords: their reservations stay
+            await login_guard.reserve_attempt(r, name, client, **limits)
+        await login_guard.reserve_attempt(r, name, client, **limits)
+        await login_guard.release_attempt(r, name, client)  # the third was right
+        counts = [int(await r.get(key)) for key in counters]
+        third = await login_guard.reserve_attempt(r, name, client, **limits)
+        fourth = await login_guard.reserve_attempt(r, name, client, **limits)
+        await r.delete(*counters)
+        await login_guard.release_attempt(r, name, client)  # on an expired counter: creates nothing
+        left = await r.exists(*counters)
+        return counts, third, fourth, left
+    counts, third, fourth, left = run(redis_url, body)
+    assert counts == [2, 2]
+    assert not third.locked and fourth.locked and fourth.scope == "account"
+    assert left == 0
