@@ -120,7 +120,7 @@ def test_a_newline_in_the_path_cannot_forge_a_gateway_log_line(settings):
     assert not [line for line in text.splitlines() if marker in line and not line.startswith("20")]
 
 
-# --- item 4: odd input is a 4xx, never a 500 -------------------------------------------------------------
+# --- item 4: odd input is never a 500 -------------------------------------------------------------------
 
 def test_a_bearer_token_that_is_not_ascii_is_401_not_500(settings):
     for token in (b"Bearer \xc3\xa9t\xc3\xa9", b"Bearer \xff\xfe", b"bearer " + b"\xe2\x80\x8b" * 10):
@@ -178,7 +178,8 @@ ODD_REQUESTS = {
 
 
 @pytest.mark.parametrize("name", list(ODD_REQUESTS))
-def test_odd_bytes_at_the_gateway_are_a_4xx_never_a_500(settings, name):
+def test_odd_bytes_at_the_gateway_are_never_a_500(settings, name):
+    """Refused (4xx), or ignored and served — but never a crash, and an error is always JSON."""
     request = ODD_REQUESTS[name]
     if b"Authorization" not in request:  # past the identity check, to where the odd value is used
         request = request.replace(b"Connection: close", b"Connection: close\r\nAuthorization: Bearer "
@@ -187,8 +188,8 @@ def test_odd_bytes_at_the_gateway_are_a_4xx_never_a_500(settings, name):
         status, headers, body = raw_request(settings.url_of("gateway"), request)
     except (ConnectionResetError, BrokenPipeError):
         return  # the server hung up on a request it could not parse: no answer, and no crash
-    assert 400 <= status < 500, (name, status, body[:300])
-    if headers.get("content-type", "").startswith("application/json"):
+    assert status < 500, (name, status, body[:300])
+    if status >= 400 and headers.get("content-type", "").startswith("application/json"):
         assert is_json_error(body), (name, body[:300])
 
 
