@@ -103,21 +103,26 @@ def test_forty_concurrent_guesses_check_at_most_the_limit_per_client(settings, r
 # --- item 3: no forged log lines -------------------------------------------------------------------------
 
 def test_a_newline_in_the_path_cannot_forge_a_gateway_log_line(settings):
+    log_path = settings.run_dir / "logs" / "gateway.log"
+    already = log_path.stat().st_size  # look only at what this test's requests write
+
+    def written() -> bytes:
+        with log_path.open("rb") as log:
+            log.seek(already)
+            return log.read()
     marker = secrets.token_hex(6)
     forged = f"2026-12-01 00:00:00,000 WARNING lab.forged {marker} admin logged in"
     target = ("/api/policies/x%0a" + forged.replace(" ", "%20") + "%0d%0aand%ffbytes%c3%28").encode()
     status, _, body = get(settings.url_of("gateway"), target)
     assert status in (401, 404) and is_json_error(body)
-    raw_header = b"GET /api/policies/y" + marker.encode() + b"\xff\xfe HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    status, _, _ = raw_request(settings.url_of("gateway"), raw_header)
+    raw_bytes = b"GET /api/policies/y" + marker.encode() + b"\xff\xfe HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    status, _, _ = raw_request(settings.url_of("gateway"), raw_bytes)
     assert 400 <= status < 500
-    log_path = settings.run_dir / "logs" / "gateway.log"
-    assert wait_for(lambda: marker in log_path.read_bytes().decode("utf-8", "replace"),
-                    "the gateway to log the request", every_s=0.1)
-    data = log_path.read_bytes()
-    text = data.decode("utf-8")  # raises if a client's byte reached the file as it is
-    assert not [line for line in text.splitlines() if line.startswith(forged[:30]) or line.startswith(forged)]
-    assert not [line for line in text.splitlines() if marker in line and not line.startswith("20")]
+    assert wait_for(lambda: marker.encode() in written(), "the gateway to log the request", every_s=0.1)
+    text = written().decode("utf-8")  # raises if a client's byte reached the file as it is
+    lines = text.splitlines()
+    assert not [line for line in lines if line.startswith(forged[:30]) or line.startswith(forged)], lines
+    assert not [line for line in lines if marker in line and not line.startswith("20")], lines
 
 
 # --- item 4: odd input is never a 500 -------------------------------------------------------------------
