@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 import labkit
-from labkit import procs
+from labkit import procs, redis_server
+from labkit.experiments.resilience import start_private_lab
 from services.core.settings import SERVICE_NAMES, Settings
 
 
@@ -110,3 +112,97 @@ def test_redis_url_pointing_nowhere_is_explained(tmp_path):
     result = labkit_cli(env, "start-all")
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr and "nothing answers" in result.stderr
+
+
+def taken_port() -> tuple[socket.socket, int]:
+    """A port bound but not listening, as an outgoing connection holds its local port: a connect() check
+    sees it free, a server's bind() fails with "address already in use"."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", procs.free_port()))
+    return holder, holder.getsockname()[1]
+
+
+def new_children() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True) if procs.is_alive(child.pid)}
+
+
+def test_a_start_that_fails_part_way_stops_everything_it_started(tmp_path):
+    """Fixed ports, the last service's taken after the check: Redis and four services start, the worker
+    cannot bind. From Python, start_all stops what it started and names the port."""
+    holder, busy = taken_port()
+    before = new_children()
+    try:
+        settings = Settings(_env_file=None, redis_url=None, run_dir=tmp_path, redis_port=procs.free_port(),
+                            **{f"{name}_port": procs.free_port() for name in SERVICE_NAMES if name != "worker"},
+                            worker_port=busy)
+        with pytest.raises(labkit.PortBusyError) as error:
+            labkit.start_all(settings)
+        message = str(error.value)
+        assert f"Port {busy}" in message and "LAB_WORKER_PORT=" in message
+        assert "Stopped what this call had started: redis, customer, policy, claims, gateway, worker" in message
+        assert new_children() - before == set(), "a process of the failed start is still alive"
+        assert not procs.read_pidfiles(tmp_path) and redis_server.current(settings) is None
+    finally:
+        holder.close()
+        labkit.stop_all(settings)
+
+
+def test_a_cli_start_that_fails_part_way_says_what_it_left_running(tmp_path):
+    holder, busy = taken_port()
+    env = private_lab_env(tmp_path) | {"LAB_WORKER_PORT": str(busy)}
+    try:
+        result = labkit_cli(env, "start-all")
+        assert result.returncode == 2
+        assert f"Port {busy}" in result.stderr and "LAB_WORKER_PORT=" in result.stderr
+        left = {name: record.pid for name, record in procs.read_pidfiles(tmp_path / "run").items()}
+        assert "This start-all left running: redis (pid " in result.stderr and "`labkit stop-all`" in result.stderr
+        for name, pid in left.items():
+            if name != "worker":
+                assert f"{name} (pid {pid})" in result.stderr
+    finally:
+        holder.close()
+        labkit_cli(env, "stop-all")
+    assert wait_until_free([p for p in ports_of(env) if p != busy]) == []
+
+
+def test_a_private_lab_whose_port_is_taken_before_the_bind_starts_on_other_ports(tmp_path, monkeypatch):
+    """The race of a fresh-clone `make test`: a port found free is taken before the server binds it."""
+    holder, busy = taken_port()
+    real_free_port, handed = procs.free_port, []
+
+    def first_the_taken_one(host="127.0.0.1"):
+        handed.append(busy if not handed else real_free_port(host))
+        return handed[-1]
+    monkeypatch.setattr(procs, "free_port", first_the_taken_one)
+    lab = None
+    try:
+        lab = start_private_lab(tmp_path)
+        assert lab.healthy and busy not in [lab.settings.port_of(name) for name in SERVICE_NAMES]
+    finally:
+        holder.close()
+        labkit.stop_all(lab.settings if lab else Settings(_env_file=None, run_dir=tmp_path))
+    assert len(handed) > len(SERVICE_NAMES) + 1, "the first pick of ports was not retried"
+
+
+def test_scale_starts_an_instance_on_another_port_when_its_port_is_taken(settings, monkeypatch):
+    holder, busy = taken_port()
+    real_free_port, handed = procs.free_port, []
+
+    def first_the_taken_one(host="127.0.0.1"):
+        handed.append(busy if not handed else real_free_port(host))
+        return handed[-1]
+    monkeypatch.setattr(procs, "free_port", first_the_taken_one)
+    try:
+        lab = labkit.scale("policy", 2, settings)
+        extra = next(s for s in lab.services if s.name == "policy#2")
+        assert extra.status == "healthy" and not extra.url.endswith(f":{busy}")
+    finally:
+        holder.close()
+        labkit.scale("policy", 1, settings)
+
+
+def test_lab_ports_are_outside_the_kernels_ephemeral_range():
+    low, high = procs.ephemeral_port_range()
+    ports = [procs.free_port() for _ in range(50)]
+    assert not [p for p in ports if low <= p <= high]
+    assert len(set(ports)) == 50, "one process never hands out the same port twice"

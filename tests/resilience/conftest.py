@@ -11,8 +11,9 @@ from labkit.seed import seed
 
 @pytest.fixture(scope="package")
 def private_lab(tmp_path_factory):
-    lab = start_private_lab(tmp_path_factory.mktemp("private-lab"))
-    settings = lab.settings
-    seed(settings, customers=20, policies=40, claims=20)
-    yield lab
-    labkit.stop_all(settings)
+    lab = start_private_lab(tmp_path_factory.mktemp("private-lab"))  # a failed start stops what it started
+    try:
+        seed(lab.settings, customers=20, policies=40, claims=20)
+        yield lab
+    finally:  # whatever happened in seeding or in the tests
+        labkit.stop_all(lab.settings)
