@@ -35,7 +35,8 @@ def pytest_sessionstart(session):
     for attempt in range(1, 4):
         os.environ.update(_pick_ports())
         try:
-            _started["lab"] = labkit.start_all(detached=False)
+            # A generous timeout: on a machine shared by many test runs a service can take a minute to import.
+            _started["lab"] = labkit.start_all(detached=False, timeout=120)
             break
         except labkit.PortBusyError:  # a port was taken between our pick and its server's bind: pick again
             if attempt == 3:  # (start_all has stopped what it had started)
