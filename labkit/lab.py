@@ -176,8 +176,7 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
                                                                    time.time(), argv))
             started[name] = (proc, url, log_path)
 
-        for name, (proc, url, log_path) in started.items():
-            procs.wait_healthy(name, url, proc, log_path, timeout=timeout)
+        procs.wait_all_healthy(started, timeout=timeout)
     except BaseException as exc:
         _after_a_failed_start(settings, started_redis, started, detached, exc)
         raise

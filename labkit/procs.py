@@ -187,20 +187,37 @@ def get_health(url: str, timeout: float = 1.0) -> dict | None:
 
 
 def wait_healthy(name: str, url: str, proc: subprocess.Popen | None, log_path: Path, timeout: float = 30.0) -> dict:
+    return wait_all_healthy({name: (proc, url, log_path)}, timeout)[name]
+
+
+def wait_all_healthy(started: dict[str, tuple[subprocess.Popen | None, str, Path]], timeout: float = 30.0) -> dict:
+    """Wait for processes started together (``{name: (process, url, log)}``); ``{name: health}``.
+
+    All at once: the first one that exits fails the lot right away, rather than after the others' waits.
+    One whose port was taken before it could bind raises PortBusyError, so a caller that picked the port
+    can try another.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = get_health(url, timeout=0.5)
-        if health and health.get("service") == name.split("#")[0]:
-            return health
-        if proc is not None and proc.poll() is not None:
-            port = urlsplit(url).port
-            if port and bind_failed(log_path):  # taken between our check and its bind: callers may retry
-                env_var = None if "#" in name else f"LAB_{name.upper()}_PORT"
-                raise PortBusyError(port, f"the {name} service", port_holder(port), env_var)
-            raise ServiceFailedError(name, f"it exited with code {proc.returncode}", tail(log_path), log_path)
-        time.sleep(0.1)
-    raise ServiceFailedError(name, f"no healthy answer from {url}/health within {timeout:.0f} s",
-                             tail(log_path), log_path)
+    pending, healthy = dict(started), {}
+    while pending:
+        for name, (proc, url, log_path) in list(pending.items()):
+            health = get_health(url, timeout=0.5)
+            if health and health.get("service") == name.split("#")[0]:
+                healthy[name] = health
+                del pending[name]
+            elif proc is not None and proc.poll() is not None:
+                port = urlsplit(url).port
+                if port and bind_failed(log_path):  # taken between our check and its bind: callers may retry
+                    env_var = None if "#" in name else f"LAB_{name.upper()}_PORT"
+                    raise PortBusyError(port, f"the {name} service", port_holder(port), env_var)
+                raise ServiceFailedError(name, f"it exited with code {proc.returncode}", tail(log_path), log_path)
+        if pending and time.monotonic() > deadline:
+            name, (_, url, log_path) = next(iter(pending.items()))
+            raise ServiceFailedError(name, f"no healthy answer from {url}/health within {timeout:.0f} s",
+                                     tail(log_path), log_path)
+        if pending:
+            time.sleep(0.1)
+    return healthy
 
 
 def start_service_on_free_port(service: str, env: dict[str, str], log_path: Path, *, name: str | None = None,

@@ -25,16 +25,21 @@ def private_lab_env(tmp_path) -> dict[str, str]:
     return env
 
 
-def labkit_cli(env, *args, timeout=60):
+def labkit_cli(env, *args, timeout=300):  # generous: seen to need over a minute on a crowded machine
     return subprocess.run([sys.executable, "-m", "labkit", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def stop_whatever_is_left(env) -> None:
+    """The backstop of a test that started a lab through the CLI: whatever the CLI did, nothing survives."""
+    labkit.stop_all(Settings(_env_file=None, run_dir=env["LAB_RUN_DIR"]))
 
 
 def ports_of(env) -> list[int]:
     return [int(env["LAB_REDIS_PORT"])] + [int(env[f"LAB_{n.upper()}_PORT"]) for n in SERVICE_NAMES]
 
 
-def wait_until_free(ports, seconds=10.0) -> list[int]:
+def wait_until_free(ports, seconds=60.0) -> list[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         busy = [p for p in ports if procs.port_in_use("127.0.0.1", p)]
@@ -61,6 +66,7 @@ def test_cli_lab_outlives_the_command_verifies_and_stops_cleanly(tmp_path):
         assert "0 failed" in verified.stdout
     finally:
         stopped = labkit_cli(env, "stop-all")
+        stop_whatever_is_left(env)
     assert stopped.returncode == 0
     assert wait_until_free(ports_of(env)) == []
     assert not list((tmp_path / "run" / "pids").glob("*.json"))
@@ -77,7 +83,7 @@ def test_lab_started_from_a_kernel_dies_with_the_kernels_process_group(tmp_path)
     """nbval ends a notebook by SIGKILLing the kernel's process group; nothing may survive it."""
     env = private_lab_env(tmp_path)
     kernel = subprocess.Popen(
-        [sys.executable, "-c", "import labkit, time; labkit.start_all(); print('up', flush=True); time.sleep(120)"],
+        [sys.executable, "-c", "import labkit, time; labkit.start_all(timeout=120); print('up', flush=True); time.sleep(300)"],
         env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert kernel.stdout.readline().strip() == "up"
@@ -136,7 +142,7 @@ def test_a_start_that_fails_part_way_stops_everything_it_started(tmp_path):
                             **{f"{name}_port": procs.free_port() for name in SERVICE_NAMES if name != "worker"},
                             worker_port=busy)
         with pytest.raises(labkit.PortBusyError) as error:
-            labkit.start_all(settings)
+            labkit.start_all(settings, timeout=120)
         message = str(error.value)
         assert f"Port {busy}" in message and "LAB_WORKER_PORT=" in message
         assert "Stopped what this call had started: redis, customer, policy, claims, gateway, worker" in message
@@ -162,6 +168,7 @@ def test_a_cli_start_that_fails_part_way_says_what_it_left_running(tmp_path):
     finally:
         holder.close()
         labkit_cli(env, "stop-all")
+        stop_whatever_is_left(env)
     assert wait_until_free([p for p in ports_of(env) if p != busy]) == []
 
 
@@ -176,7 +183,7 @@ def test_a_private_lab_whose_port_is_taken_before_the_bind_starts_on_other_ports
     monkeypatch.setattr(procs, "free_port", first_the_taken_one)
     lab = None
     try:
-        lab = start_private_lab(tmp_path)
+        lab = start_private_lab(tmp_path, timeout=120)
         assert lab.healthy and busy not in [lab.settings.port_of(name) for name in SERVICE_NAMES]
     finally:
         holder.close()
@@ -193,7 +200,7 @@ def test_scale_starts_an_instance_on_another_port_when_its_port_is_taken(setting
         return handed[-1]
     monkeypatch.setattr(procs, "free_port", first_the_taken_one)
     try:
-        lab = labkit.scale("policy", 2, settings)
+        lab = labkit.scale("policy", 2, settings, timeout=120)
         extra = next(s for s in lab.services if s.name == "policy#2")
         assert extra.status == "healthy" and not extra.url.endswith(f":{busy}")
     finally:

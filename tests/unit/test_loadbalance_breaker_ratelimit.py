@@ -13,6 +13,8 @@ from services.patterns.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from services.patterns.loadbalance import STRATEGIES, LeastOutstanding, RoundRobin, Weighted, make_balancer
 from services.patterns.ratelimit import SlidingWindowLimiter
 
+from redis_async import PATIENT  # generous client timeouts for many connections at once
+
 
 @dataclass(eq=False)
 class Box:
@@ -105,7 +107,7 @@ def test_sliding_window_is_atomic_under_concurrency(redis_url):
     client = f"unit-{secrets.token_hex(4)}"
 
     async def body():
-        r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        r = aioredis.Redis.from_url(redis_url, decode_responses=True, **PATIENT)  # 50 connections at once
         limiter = SlidingWindowLimiter(r, limit=10, window_s=60)  # all 50 in one window, however slow
         decisions = await asyncio.gather(*(limiter.check(client) for _ in range(50)))
         await r.delete(keys.rate_limit(client))
