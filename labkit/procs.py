@@ -221,26 +221,28 @@ def wait_all_healthy(started: dict[str, tuple[subprocess.Popen | None, str, Path
 
 
 def start_service_on_free_port(service: str, env: dict[str, str], log_path: Path, *, name: str | None = None,
-                               attempts: int = 3) -> tuple[subprocess.Popen, int]:
+                               attempts: int = 3, timeout: float = 120.0) -> tuple[subprocess.Popen, int]:
     """One more ``service`` process beside the lab (a test's, a lesson's), healthy, on a port picked now.
 
     Returns ``(process, port)``; it dies with this process's group. If the port is taken before the
-    service binds it, it starts again on another; any other failure stops it before raising.
+    service binds it, it starts again on another; any other failure stops it before raising. The timeout
+    is generous: on a machine shared by many test runs a service has needed over a minute to import.
     """
     for _ in range(attempts - 1):
         try:
-            return _start_service_once(service, env, log_path, name or service)
+            return _start_service_once(service, env, log_path, name or service, timeout)
         except PortBusyError:
             pass
-    return _start_service_once(service, env, log_path, name or service)
+    return _start_service_once(service, env, log_path, name or service, timeout)
 
 
-def _start_service_once(service: str, env: dict[str, str], log_path: Path, name: str) -> tuple[subprocess.Popen, int]:
+def _start_service_once(service: str, env: dict[str, str], log_path: Path, name: str,
+                        timeout: float) -> tuple[subprocess.Popen, int]:
     port = free_port()
     argv = [sys.executable, "-m", "services.run", service, "--port", str(port)]
     proc = spawn(name, argv, env | {f"LAB_{service.upper()}_PORT": str(port)}, log_path, detached=False)
     try:
-        wait_healthy(service, f"http://127.0.0.1:{port}", proc, log_path)
+        wait_healthy(service, f"http://127.0.0.1:{port}", proc, log_path, timeout)
         return proc, port
     except BaseException:
         stop_pid(proc.pid)  # already gone after a failed bind; stopped after anything else
