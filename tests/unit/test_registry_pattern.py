@@ -65,6 +65,7 @@ def test_heartbeat_keeps_a_short_ttl_registration_alive_and_deregistration_annou
         await asyncio.sleep(2.5)  # more than two TTLs
         alive = await registry.list_instances(r, instance.service)
         task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # gone for good: no beat lands after the deregistration
         await registry.deregister_instance(r, instance)
         gone = await registry.list_instances(r, instance.service)
         events = []
