@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test stop status verify bench exercises clean
+.PHONY: lab test test-pythons stop status verify bench exercises clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version.split()[0])'
@@ -20,6 +20,23 @@ lab: $(STAMP)
 ## make test: the whole suite (unit, integration, notebooks, exercises) on its own ports
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make test-pythons: tests/unit and tests/integration on each Python of PYTHONS found on this machine
+## (on PATH as python3.X, or under ~/.pyenv), each in its own .venv-3.X; absent ones are skipped, and said so.
+## Not part of `make test`: it builds a venv per Python the first time (a minute or two each).
+PYTHONS ?= 3.11 3.12 3.13
+test-pythons:
+	@status=0; for v in $(PYTHONS); do \
+	  py=; for c in $$(command -v python$$v) $$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python 2>/dev/null | sort -rV); do \
+	    if [ "$$($$c -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = $$v ]; then py=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not found on this machine, skipped"; continue; fi; \
+	  venv=.venv-$$v; echo "== Python $$v: $$py, in $$venv"; \
+	  test -x $$venv/bin/python || $$py -m venv $$venv || exit 1; \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	    $$venv/bin/python -m pip install --quiet -e . && touch $$venv/.installed || exit 1; fi; \
+	  $$venv/bin/python -m pytest tests/unit tests/integration -q || status=1; \
+	done; exit $$status
 
 stop: $(STAMP)
 	$(BIN)/labkit stop-all

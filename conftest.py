@@ -13,37 +13,44 @@ import shutil
 import tempfile
 
 from labkit import procs
+from services.core.settings import SERVICE_NAMES
 
 _started = {}
+
+
+def _pick_ports() -> dict[str, str]:
+    return {"LAB_REDIS_PORT": str(procs.free_port())} | {
+        f"LAB_{name.upper()}_PORT": str(procs.free_port()) for name in SERVICE_NAMES}
 
 
 def pytest_sessionstart(session):
     if os.environ.get("LAB_TEST_SESSION"):  # a nested pytest (labkit grade): the outer session owns the lab
         return
     run_dir = tempfile.mkdtemp(prefix="lab-test-")
-    os.environ.update({
-        "LAB_TEST_SESSION": "1",
-        "LAB_RUN_DIR": run_dir,
-        "LAB_REDIS_PORT": str(procs.free_port()),
-        "LAB_GATEWAY_PORT": str(procs.free_port()),
-        "LAB_POLICY_PORT": str(procs.free_port()),
-        "LAB_CLAIMS_PORT": str(procs.free_port()),
-        "LAB_CUSTOMER_PORT": str(procs.free_port()),
-        "LAB_WORKER_PORT": str(procs.free_port()),
-        "LAB_SOR_LATENCY_MS": "0",
-        "LAB_LOG_LEVEL": "INFO",
-    })
+    _started["run_dir"] = run_dir  # from here on, pytest_sessionfinish cleans up whatever happens
+    os.environ.update({"LAB_TEST_SESSION": "1", "LAB_RUN_DIR": run_dir, "LAB_SOR_LATENCY_MS": "0",
+                       "LAB_LOG_LEVEL": "INFO"})
     import labkit
 
-    _started["lab"] = labkit.start_all(detached=False)
-    _started["run_dir"] = run_dir
+    for attempt in range(1, 4):
+        os.environ.update(_pick_ports())
+        try:
+            # A generous timeout: on a machine shared by many test runs a service can take a minute to import.
+            _started["lab"] = labkit.start_all(detached=False, timeout=120)
+            break
+        except labkit.PortBusyError:  # a port was taken between our pick and its server's bind: pick again
+            if attempt == 3:  # (start_all has stopped what it had started)
+                raise
     from labkit.seed import seed
 
     seed()  # the deterministic sample data: CUS-000001 is alice's record, CUS-000002 bob's
 
 
 def pytest_sessionfinish(session, exitstatus):
-    lab = _started.pop("lab", None)
-    if lab is not None:
-        lab.stop()
-        shutil.rmtree(_started.pop("run_dir"), ignore_errors=True)
+    run_dir = _started.pop("run_dir", None)
+    _started.pop("lab", None)
+    if run_dir is not None:  # stop by the run directory: also what a failed start or seed left behind
+        import labkit
+
+        labkit.stop_all()
+        shutil.rmtree(run_dir, ignore_errors=True)

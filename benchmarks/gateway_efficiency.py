@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -33,17 +32,17 @@ TARGETS = {"throughput_kept": (">=", 0.5), "added_p50_ms": ("<=", 0.5)}
 @contextlib.contextmanager
 def static_gateway(lab):
     """A second gateway on a free port that routes by the settings ports (no registry)."""
-    port, run_dir = procs.free_port(), Path(tempfile.mkdtemp(prefix="gw-static-"))
-    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_PORT=str(port), LAB_GATEWAY_DISCOVERY="static",
+    run_dir = Path(tempfile.mkdtemp(prefix="gw-static-"))
+    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_DISCOVERY="static",
                LAB_RUN_DIR=str(run_dir), LAB_INTERNAL_SECRET=lab.settings.shared_secret())
-    argv = [sys.executable, "-m", "services.run", "gateway", "--port", str(port)]
-    proc = procs.spawn("gateway-static", argv, env, run_dir / "gateway.log", detached=False)
     try:
-        procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, run_dir / "gateway.log")
-        yield f"http://127.0.0.1:{port}"
+        proc, port = procs.start_service_on_free_port("gateway", env, run_dir / "gateway.log", name="gateway-static")
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -8,9 +8,15 @@ class LabkitError(Exception):
 
 
 class PortBusyError(LabkitError):
-    def __init__(self, port: int, purpose: str, holder: str | None, env_var: str):
+    """A port the lab needs is taken. ``env_var`` is the setting that moves it (None: labkit picked the port)."""
+
+    def __init__(self, port: int, purpose: str, holder: str | None, env_var: str | None):
         self.port, self.purpose, self.holder, self.env_var = port, purpose, holder, env_var
         who = f"by {holder}" if holder else "by another program (run `ss -ltnp` or `lsof -i :%d` to see which)" % port
+        if env_var is None:
+            super().__init__(f"Port {port} ({purpose}) is already in use {who}; labkit picked it as free a moment "
+                             "before. Run the command again: it picks another port.")
+            return
         super().__init__(
             f"Port {port} ({purpose}) is already in use {who}.\n"
             f"  Either stop that program, or give the lab another port, e.g.\n"

@@ -159,21 +159,56 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
             raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
         to_start.append(name)
 
-    server = redis_server.ensure(settings, detached)
-    env = settings_env(settings, server.url, managed_acl=server.managed)
+    running_redis = redis_server.current(settings)
+    started_redis: redis_server.RedisServer | None = None
     started: dict[str, tuple] = {}
-    for name in to_start:
-        url, port = settings.url_of(name), settings.port_of(name)
-        argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
-        log_path = settings.run_dir / "logs" / f"{name}.log"
-        proc = procs.spawn(name, argv, env, log_path, detached)
-        procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path),
-                                                               time.time(), argv))
-        started[name] = (proc, url, log_path)
+    try:
+        server = running_redis or redis_server.ensure(settings, detached)
+        if running_redis is None and server.managed:
+            started_redis = server
+        env = settings_env(settings, server.url, managed_acl=server.managed)
+        for name in to_start:
+            url, port = settings.url_of(name), settings.port_of(name)
+            argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
+            log_path = settings.run_dir / "logs" / f"{name}.log"
+            proc = procs.spawn(name, argv, env, log_path, detached)
+            procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path),
+                                                                   time.time(), argv))
+            started[name] = (proc, url, log_path)
 
-    for name, (proc, url, log_path) in started.items():
-        procs.wait_healthy(name, url, proc, log_path, timeout=timeout)
+        procs.wait_all_healthy(started, timeout=timeout)
+    except BaseException as exc:
+        _after_a_failed_start(settings, started_redis, started, detached, exc)
+        raise
     return status(settings, server)
+
+
+def _after_a_failed_start(settings: Settings, started_redis: redis_server.RedisServer | None,
+                          started: dict[str, tuple], detached: bool, exc: BaseException) -> None:
+    """``start_all`` failed part-way. From Python (a notebook, a test, a private lab) stop what this call
+    started, so nothing is left behind; from the CLI leave it (the next ``start-all`` reuses whatever is
+    healthy) but say exactly what runs and how to stop it."""
+    pids = {name: proc.pid for name, (proc, _, _) in started.items()}
+    if started_redis is not None:
+        pids = {"redis": started_redis.pid} | pids
+    if not pids:
+        return
+    if detached:
+        left = ", ".join(f"{name} (pid {pid})" for name, pid in pids.items() if pid and procs.is_alive(pid))
+        note = (f"\n  This start-all left running: {left}.\n  Stop them with `labkit stop-all`, or fix the problem "
+                "and run `labkit start-all` again (it reuses what is healthy).") if left else ""
+    else:
+        for name, pid in pids.items():
+            if name != "redis":
+                procs.stop_pid(pid)
+                procs.remove_pidfile(settings.run_dir, name)
+        if started_redis is not None:
+            redis_server.stop(settings)
+        note = f"\n  Stopped what this call had started: {', '.join(pids)}."
+    if isinstance(exc, LabkitError) and exc.args:
+        exc.args = (f"{exc.args[0]}{note}", *exc.args[1:])  # the message the CLI and a notebook show
+    elif note:
+        exc.add_note(note.strip())
 
 
 def status(settings: Settings | None = None, server: redis_server.RedisServer | None = None) -> Lab:
@@ -246,9 +281,16 @@ def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool
         env = settings_env(settings, server.url, managed_acl=server.managed)
         if weights and k in weights:
             env["LAB_INSTANCE_WEIGHT"] = str(weights[k])
-        started[extra] = _spawn_instance(settings, env, extra, port, bool(detached))
-    for extra, (proc, url, log_path) in started.items():
-        procs.wait_healthy(extra, url, proc, log_path, timeout=timeout)
+        started[extra] = (env, *_spawn_instance(settings, env, extra, port, bool(detached)))
+    for extra, (env, proc, url, log_path) in started.items():
+        for attempt in range(1, 4):
+            try:
+                procs.wait_healthy(extra, url, proc, log_path, timeout=timeout)
+                break
+            except PortBusyError:  # its port was taken before it could bind: another free port
+                if attempt == 3:
+                    raise
+                proc, url, log_path = _spawn_instance(settings, env, extra, procs.free_port(), bool(detached))
     return status(settings, server)
 
 

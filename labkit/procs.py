@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
 
 from services.core.settings import PROJECT_ROOT
 
-from .errors import ServiceFailedError
+from .errors import PortBusyError, ServiceFailedError
 
 
 @dataclass
@@ -80,10 +84,81 @@ def port_holder(port: int) -> str | None:
     return None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+# Ports the lab picks for itself (test labs, private labs, extra instances) come from below the kernel's
+# ephemeral range: every outgoing connection takes its local port from that range, so a port found free
+# there can be taken by some client's connect() before our server binds it ([Errno 98] address in use).
+LAB_PORT_RANGE = (20000, 32767)
+DEFAULT_EPHEMERAL_RANGE = (49152, 65535)  # IANA's, macOS's and Windows' default, when the OS will not say
+_handed_out: set[int] = set()  # picked by this process but perhaps not bound yet: never pick them twice
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The range the kernel draws outgoing connections' local ports from (Linux: 32768-60999 by default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        pass
+    try:  # macOS and the BSDs
+        found = subprocess.run(["sysctl", "-n", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"],
+                               capture_output=True, text=True, timeout=2).stdout.split()
+        return int(found[0]), int(found[1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return DEFAULT_EPHEMERAL_RANGE
+
+
+def lab_port_candidates() -> list[int]:
+    """``LAB_PORT_RANGE`` minus the ephemeral range (or, if a machine's ephemeral range swallows it, every
+    unprivileged port outside the ephemeral range)."""
+    low, high = ephemeral_port_range()
+    outside = [p for p in range(*LAB_PORT_RANGE) if not low <= p <= high]
+    return outside or [p for p in range(1024, 65536) if not low <= p <= high]
+
+
+def can_bind(host: str, port: int) -> bool:
+    """Whether a server could bind ``port`` now: nobody listens on it and no connection holds it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port for a server the lab starts itself, outside the ephemeral range and free right now.
+
+    Random rather than the lowest free one, so two test sessions on one machine rarely pick the same port.
+    "Free now" is no promise (another program may bind it first): whoever starts a server on it must be
+    ready to retry on another port when the bind fails (see ``bind_failed``).
+    """
+    candidates = lab_port_candidates()
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        if port not in _handed_out and can_bind(host, port):
+            _handed_out.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded machine: let the kernel pick
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+# What a server writes when its port is taken: uvicorn "[Errno 98] ... address already in use",
+# Valkey/Redis "bind: Address already in use", macOS "[Errno 48] Address already in use".
+_BIND_FAILED = ("address already in use", "errno 98", "errno 48")
+
+
+def bind_failed(log_path: Path) -> bool:
+    """Whether the latest start written to ``log_path`` (see ``spawn``) failed because its port was taken."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    starts = [match.end() for match in _START_LINE.finditer(text)]
+    latest = text[starts[-1] if starts else 0:].lower()
+    return any(sign in latest for sign in _BIND_FAILED)
+
+
+_START_LINE = re.compile(r"^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\d starting .*$", re.MULTILINE)  # spawn writes it
 
 
 def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, detached: bool) -> subprocess.Popen:
@@ -112,16 +187,66 @@ def get_health(url: str, timeout: float = 1.0) -> dict | None:
 
 
 def wait_healthy(name: str, url: str, proc: subprocess.Popen | None, log_path: Path, timeout: float = 30.0) -> dict:
+    return wait_all_healthy({name: (proc, url, log_path)}, timeout)[name]
+
+
+def wait_all_healthy(started: dict[str, tuple[subprocess.Popen | None, str, Path]], timeout: float = 30.0) -> dict:
+    """Wait for processes started together (``{name: (process, url, log)}``); ``{name: health}``.
+
+    All at once: the first one that exits fails the lot right away, rather than after the others' waits.
+    One whose port was taken before it could bind raises PortBusyError, so a caller that picked the port
+    can try another.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = get_health(url, timeout=0.5)
-        if health and health.get("service") == name.split("#")[0]:
-            return health
-        if proc is not None and proc.poll() is not None:
-            raise ServiceFailedError(name, f"it exited with code {proc.returncode}", tail(log_path), log_path)
-        time.sleep(0.1)
-    raise ServiceFailedError(name, f"no healthy answer from {url}/health within {timeout:.0f} s",
-                             tail(log_path), log_path)
+    pending, healthy = dict(started), {}
+    while pending:
+        for name, (proc, url, log_path) in list(pending.items()):
+            health = get_health(url, timeout=0.5)
+            if health and health.get("service") == name.split("#")[0]:
+                healthy[name] = health
+                del pending[name]
+            elif proc is not None and proc.poll() is not None:
+                port = urlsplit(url).port
+                if port and bind_failed(log_path):  # taken between our check and its bind: callers may retry
+                    env_var = None if "#" in name else f"LAB_{name.upper()}_PORT"
+                    raise PortBusyError(port, f"the {name} service", port_holder(port), env_var)
+                raise ServiceFailedError(name, f"it exited with code {proc.returncode}", tail(log_path), log_path)
+        if pending and time.monotonic() > deadline:
+            name, (_, url, log_path) = next(iter(pending.items()))
+            raise ServiceFailedError(name, f"no healthy answer from {url}/health within {timeout:.0f} s",
+                                     tail(log_path), log_path)
+        if pending:
+            time.sleep(0.1)
+    return healthy
+
+
+def start_service_on_free_port(service: str, env: dict[str, str], log_path: Path, *, name: str | None = None,
+                               attempts: int = 3, timeout: float = 120.0) -> tuple[subprocess.Popen, int]:
+    """One more ``service`` process beside the lab (a test's, a lesson's), healthy, on a port picked now.
+
+    Returns ``(process, port)``; it dies with this process's group. If the port is taken before the
+    service binds it, it starts again on another; any other failure stops it before raising. The timeout
+    is generous: on a machine shared by many test runs a service has needed over a minute to import.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return _start_service_once(service, env, log_path, name or service, timeout)
+        except PortBusyError:
+            pass
+    return _start_service_once(service, env, log_path, name or service, timeout)
+
+
+def _start_service_once(service: str, env: dict[str, str], log_path: Path, name: str,
+                        timeout: float) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    argv = [sys.executable, "-m", "services.run", service, "--port", str(port)]
+    proc = spawn(name, argv, env | {f"LAB_{service.upper()}_PORT": str(port)}, log_path, detached=False)
+    try:
+        wait_healthy(service, f"http://127.0.0.1:{port}", proc, log_path, timeout)
+        return proc, port
+    except BaseException:
+        stop_pid(proc.pid)  # already gone after a failed bind; stopped after anything else
+        raise
 
 
 def is_alive(pid: int) -> bool:

@@ -140,7 +140,10 @@ def start(settings: Settings, detached: bool) -> RedisServer:
     url = f"redis://default:{admin}@{host}:{port}/0"
     deadline = time.monotonic() + 10
     while not _answers(url):
+        if proc.poll() is not None and procs.bind_failed(log_path):  # taken after our check: callers may retry
+            raise PortBusyError(port, "Redis", procs.port_holder(port), "LAB_REDIS_PORT")
         if proc.poll() is not None or time.monotonic() > deadline:
+            procs.stop_pid(proc.pid, timeout=2)
             raise LabkitError(f"The Redis server ({binary}) did not start.\n{procs.tail(log_path)}")
         time.sleep(0.05)
     server = RedisServer(url, source, managed=True, pid=proc.pid, binary=binary, port=port, log=str(log_path))

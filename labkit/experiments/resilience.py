@@ -23,6 +23,7 @@ from services.core.settings import SERVICE_NAMES, Settings
 from services.patterns.envelope import Event, EventType
 
 from .. import procs
+from ..errors import PortBusyError
 from ..auth import gateway_headers
 from ..lab import Lab, start_all
 from . import run_async
@@ -34,8 +35,15 @@ def private_settings(run_dir: Path) -> Settings:
     return Settings(_env_file=None, run_dir=run_dir, redis_port=procs.free_port(), **ports)
 
 
-def start_private_lab(run_dir: Path) -> Lab:
-    return start_all(private_settings(run_dir))
+def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float = 30.0) -> Lab:
+    """Start a lab on ports picked now; if one is taken before its server binds it, try fresh ports
+    (``start_all`` has already stopped what it started)."""
+    for _ in range(attempts - 1):
+        try:
+            return start_all(private_settings(run_dir), timeout=timeout)
+        except PortBusyError:
+            pass
+    return start_all(private_settings(run_dir), timeout=timeout)
 
 
 async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | None]], rate: float,

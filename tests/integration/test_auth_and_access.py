@@ -1,7 +1,6 @@
 """Lesson 04 at the HTTP level: logins, sessions in Redis, and who may see and do what."""
 
 import os
-import sys
 
 import httpx
 import pytest
@@ -168,13 +167,10 @@ def test_a_forged_x_forwarded_for_does_not_split_the_client_counter(anonymous, r
 def test_a_session_works_through_another_gateway_instance(login, settings, lab, tmp_path):
     """Log in through the lab's gateway, use the session through a second gateway process."""
     alice = login("alice")
-    port = procs.free_port()
-    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_PORT=str(port), LAB_RUN_DIR=str(settings.run_dir),
+    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_RUN_DIR=str(settings.run_dir),
                LAB_INTERNAL_SECRET=settings.shared_secret())
-    proc = procs.spawn("gateway-2", [sys.executable, "-m", "services.run", "gateway", "--port", str(port)], env,
-                       tmp_path / "gw2.log", detached=False)
+    proc, port = procs.start_service_on_free_port("gateway", env, tmp_path / "gw2.log", name="gateway-2")
     try:
-        procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, tmp_path / "gw2.log")
         other = httpx.get(f"http://127.0.0.1:{port}/api/customers/CUS-000001",
                           cookies={"lab_session": alice.cookies["lab_session"]}, timeout=5)
         assert other.status_code == 200 and other.json()["id"] == "CUS-000001"

@@ -3,7 +3,6 @@ and reads that still answer when Redis is unreachable."""
 
 import json
 import os
-import sys
 
 import httpx
 import pytest
@@ -191,13 +190,9 @@ def test_metrics_are_prometheus_text(direct, new_policy):
 
 
 def _spawn_customer(tmp_path, settings, **env_overrides):
-    port = procs.free_port()
-    env = dict(os.environ, LAB_CUSTOMER_PORT=str(port), LAB_RUN_DIR=str(settings.run_dir),
-               LAB_INTERNAL_SECRET=settings.shared_secret(), **env_overrides)
-    argv = [sys.executable, "-m", "services.run", "customer", "--port", str(port)]
-    log = tmp_path / "customer.log"
-    proc = procs.spawn("customer", argv, env, log, detached=False)
-    procs.wait_healthy("customer", f"http://127.0.0.1:{port}", proc, log)
+    env = dict(os.environ, LAB_RUN_DIR=str(settings.run_dir), LAB_INTERNAL_SECRET=settings.shared_secret(),
+               **env_overrides)
+    proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "customer.log")
     return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
 
 

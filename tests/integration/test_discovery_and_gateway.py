@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import Counter
 
@@ -217,13 +216,11 @@ def test_services_find_each_other_in_the_registry_too(api, settings, new_policy)
 
 
 def test_service_starts_and_answers_while_redis_is_unreachable(tmp_path, settings):
-    port = procs.free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{procs.free_port()}", LAB_RUN_DIR=str(tmp_path),
-               LAB_CUSTOMER_PORT=str(port), LAB_INTERNAL_SECRET=settings.shared_secret())
-    argv = [sys.executable, "-m", "services.run", "customer", "--port", str(port)]
-    proc = procs.spawn("customer", argv, env, tmp_path / "c.log", detached=False)
+               LAB_INTERNAL_SECRET=settings.shared_secret())
+    proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "c.log")
     try:
-        health = procs.wait_healthy("customer", f"http://127.0.0.1:{port}", proc, tmp_path / "c.log")
+        health = procs.get_health(f"http://127.0.0.1:{port}")
         assert health["status"] == "degraded" and health["redis"]["ok"] is False
         wait_for(lambda: "heartbeat of" in (tmp_path / "c.log").read_text(), "a failed heartbeat in the log", 10)
         assert proc.poll() is None, "a failing heartbeat must not stop the service"

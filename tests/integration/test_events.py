@@ -2,7 +2,6 @@
 and the outbox holding events while Redis is down."""
 
 import os
-import sys
 import time
 
 import httpx
@@ -159,15 +158,13 @@ def test_writes_commit_while_redis_is_down_and_their_events_arrive_after(setting
     """A private Redis and a private customer service: stop Redis, write, start Redis, see the outbox drain."""
     private = Settings(_env_file=None, run_dir=tmp_path, redis_port=procs.free_port())
     server = redis_server.start(private, detached=False)
-    port = procs.free_port()
-    env = dict(os.environ, REDIS_URL=server.url, LAB_CUSTOMER_PORT=str(port), LAB_RUN_DIR=str(tmp_path),
+    env = dict(os.environ, REDIS_URL=server.url, LAB_RUN_DIR=str(tmp_path),
                LAB_INTERNAL_SECRET=settings.shared_secret(), LAB_REDIS_PORT=str(private.redis_port))
-    proc = procs.spawn("customer", [sys.executable, "-m", "services.run", "customer", "--port", str(port)], env,
-                       tmp_path / "customer.log", detached=False)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
+    proc = client = None
     body = {"name": "Offline Olga", "email": "olga@example.com", "date_of_birth": "1970-01-01"}
     try:
-        procs.wait_healthy("customer", f"http://127.0.0.1:{port}", proc, tmp_path / "customer.log")
+        proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "customer.log")
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
         redis_server.stop(private)
         made = [client.post("/customers", json=body) for _ in range(3)]
         assert [m.status_code for m in made] == [201, 201, 201]  # committed without Redis
@@ -184,7 +181,9 @@ def test_writes_commit_while_redis_is_down_and_their_events_arrive_after(setting
                                   "the claims subscriber to resubscribe after Redis came back")
         assert resubscribed, "the claims subscriber did not resubscribe after Redis came back"
     finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+        if client is not None:
+            client.close()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
         redis_server.stop(private)

@@ -2,7 +2,6 @@
 
 import http.client
 import os
-import sys
 import time
 
 import httpx
@@ -90,14 +89,11 @@ def test_openapi_docs_are_served(direct, name):
 def test_a_down_service_gives_502_naming_it(settings, lab, tmp_path):
     """A second gateway (static upstreams: the settings ports, not the registry) whose policy port has
     nothing behind it: the error must name the policy service."""
-    port, dead = procs.free_port(), procs.free_port()
-    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_PORT=str(port), LAB_POLICY_PORT=str(dead),
+    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_POLICY_PORT=str(procs.free_port()),
                LAB_GATEWAY_DISCOVERY="static",
                LAB_RUN_DIR=str(tmp_path), LAB_INTERNAL_SECRET=settings.shared_secret())
-    argv = [sys.executable, "-m", "services.run", "gateway", "--port", str(port)]
-    proc = procs.spawn("gateway", argv, env, tmp_path / "gw.log", detached=False)
+    proc, port = procs.start_service_on_free_port("gateway", env, tmp_path / "gw.log")
     try:
-        procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, tmp_path / "gw.log")
         response = httpx.get(f"http://127.0.0.1:{port}/api/policies/POL-000001", timeout=5,
                              headers=gateway_headers(settings))
         assert response.status_code == 502

@@ -5,9 +5,14 @@ import asyncio
 import redis.asyncio as aioredis
 
 
+# redis-py gives up connecting after 5 s by default; a hundred readers opening connections at once on a
+# machine shared by many test runs have been seen to need more (Python 3.13, load average 60).
+PATIENT = {"socket_connect_timeout": 60, "socket_timeout": 60}
+
+
 def run(redis_url, body):
     async def main():
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True, **PATIENT)
         try:
             return await body(client)
         finally:

@@ -159,19 +159,25 @@ async def hot_key_expires_under(r, read_once, readers: int = 100):
     return loads, results
 
 
-def test_without_protection_every_concurrent_reader_loads(redis_url):
+def test_without_protection_most_concurrent_readers_load(redis_url):
     entity = fresh_entity()
     loads, results = run(redis_url, lambda r: hot_key_expires_under(
         r, lambda load: coherence.read(r, entity, load, 60_000, "delete_on_write")))
-    assert loads == 100 and all(value == {"version": 7} for value, _ in results)
+    # Every reader whose GET reaches the server before the first loader's SET misses and loads: most of
+    # them (97-100 seen), how many exactly is up to the scheduler — the lesson's point is "far more than one".
+    assert loads > 50, f"only {loads} of 100 readers loaded"
+    assert all(value == {"version": 7} for value, _ in results)
 
 
 def test_single_flight_lock_lets_one_reader_load_and_the_others_wait(redis_url):
     entity = fresh_entity()
 
     async def body(r):
+        # A lock and a patience far longer than any stall (2 cores shared by a busy machine), so that one
+        # load is what the lock guarantees, not what the timing happened to allow.
         loads, results = await hot_key_expires_under(
-            r, lambda load: coherence.single_flight_read(r, entity, load, 60_000, poll_s=0.002))
+            r, lambda load: coherence.single_flight_read(r, entity, load, 60_000, poll_s=0.002,
+                                                         lock_ms=60_000, max_wait_s=60))
         return loads, results, await r.exists(entity.lock)
     loads, results, lock_left = run(redis_url, body)
     # The loader waits until all 100 arrived, so 99 readers were stuck behind the lock meanwhile.

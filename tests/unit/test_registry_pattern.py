@@ -41,9 +41,9 @@ def test_listing_reads_the_index_and_skips_expired_registrations(redis_url):
         nonlocal dying
         dying = registry.Instance(alive.service, f"{alive.service}-4102-cd34", "127.0.0.1", 4102, "1", time.time())
         await registry.register_instance(r, alive, ttl_s=5)
-        await registry.register_instance(r, dying, ttl_s=0.2)
+        await registry.register_instance(r, dying, ttl_s=1)  # long enough to be listed on a busy machine
         both = await registry.list_instances(r, alive.service)
-        await asyncio.sleep(0.4)  # no heartbeat: the short registration expires
+        await asyncio.sleep(1.2)  # no heartbeat: the short registration expires
         after = await registry.list_instances(r, alive.service)
         index = await r.zrange(keys.registry_index(alive.service), 0, -1)
         return both, after, index
@@ -60,10 +60,12 @@ def test_heartbeat_keeps_a_short_ttl_registration_alive_and_deregistration_annou
     async def body(r):
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(keys.registry_channel())
-        task = asyncio.create_task(registry.heartbeat_forever(r, instance, interval_s=0.1, ttl_s=0.3))
-        await asyncio.sleep(1.0)  # more than three TTLs
+        # Beats every 0.1 s keep a 1 s registration: a stall of most of a second must not let it lapse.
+        task = asyncio.create_task(registry.heartbeat_forever(r, instance, interval_s=0.1, ttl_s=1))
+        await asyncio.sleep(2.5)  # more than two TTLs
         alive = await registry.list_instances(r, instance.service)
         task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # gone for good: no beat lands after the deregistration
         await registry.deregister_instance(r, instance)
         gone = await registry.list_instances(r, instance.service)
         events = []
