@@ -110,7 +110,7 @@ class Scenario:
     """Turns an operation into a concrete request: a seeded id, a claim body, the next claim to review.
 
     Claims submitted during the run are remembered, so a status change moves one of *them* from
-    submitted to under_review (a valid transition, and a retry of it is a no-op). Until one exists, a
+    submitted to under_review (a valid transition, made once per claim). Until one exists, a
     status change becomes a submission.
     """
 

@@ -39,7 +39,8 @@ def replay_claim(events: list[Event]) -> dict | None:
     """Rebuild a claim from its events only — the same fields the claims table holds.
 
     ``claim.submitted`` carries the claim as it was created; each ``claim.status_changed`` applies what
-    the UPDATE did: the new status, the note (kept when none was given), the time of the change.
+    the UPDATE did: the new status, the note (kept when none was given), the time of the change, the
+    version it bumped.
     """
     claim = None
     for event in events:
@@ -50,4 +51,5 @@ def replay_claim(events: list[Event]) -> dict | None:
             if event.data.get("note") is not None:
                 claim["note"] = event.data["note"]
             claim["updated_at"] = event.data["updated_at"]
+            claim["version"] = event.data.get("version", claim.get("version", 1) + 1)  # older events lack it
     return claim

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.core.db import Database
+from services.core.errors import VersionMismatch
 from services.core.ids import id_number, make_id
 from services.core.models import utc_now
 from services.patterns.envelope import Event, EventType
@@ -20,14 +21,16 @@ CREATE TABLE IF NOT EXISTS claims (
     status       TEXT NOT NULL,
     note         TEXT,
     submitted_at TEXT NOT NULL,
-    updated_at   TEXT NOT NULL
+    updated_at   TEXT NOT NULL,
+    version      INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/core/etags.py)
 );
 CREATE INDEX IF NOT EXISTS claims_policy ON claims (policy_id);
 CREATE INDEX IF NOT EXISTS claims_customer ON claims (customer_id);
 CREATE INDEX IF NOT EXISTS claims_status ON claims (status);
 """ + OUTBOX_SCHEMA
 
-COLUMNS = "num, policy_id, customer_id, amount_cents, description, status, note, submitted_at, updated_at"
+COLUMNS = ("num, policy_id, customer_id, amount_cents, description, status, note, submitted_at, updated_at, "
+           "version")
 
 
 def _to_claim(row: dict | None) -> dict | None:
@@ -72,24 +75,33 @@ def create_claim(db: Database, policy_id: str, customer_id: str, amount_cents: i
 
 
 def change_status(db: Database, claim_id: str, expected: str, new_status: str, note: str | None,
-                  actor: str = "system") -> dict | None:
+                  actor: str = "system", expected_version: int | None = None) -> dict | None:
     """Move a claim from ``expected`` to ``new_status``; None if it was no longer in ``expected``.
 
     The ``WHERE status = ?`` makes the transition a compare-and-set: two adjusters racing to approve and
-    reject the same claim cannot both win. The ``claim.status_changed`` event (from, to, actor, note, when)
-    commits with it.
+    reject the same claim — or both sending it to review — cannot both win. ``expected_version`` (from
+    ``If-Match``) narrows it further to the version the client read (VersionMismatch, 412, if it moved on).
+    The ``claim.status_changed`` event (from, to, actor, note, when, the new version) commits with it.
     """
     now = utc_now()
+    num = id_number(claim_id)
+    where, params = "num = ? AND status = ?", [num, expected]
+    if expected_version is not None:
+        where, params = where + " AND version = ?", [*params, expected_version]
     with db.transaction() as tx:
         changed = tx.execute(
-            "UPDATE claims SET status = ?, note = COALESCE(?, note), updated_at = ? WHERE num = ? AND status = ?",
-            (new_status, note, now, id_number(claim_id), expected),
+            "UPDATE claims SET status = ?, note = COALESCE(?, note), updated_at = ?, version = version + 1 "
+            f"WHERE {where}", (new_status, note, now, *params),
         ).rowcount
         if not changed:
+            current = tx.execute("SELECT version FROM claims WHERE num = ?", (num,)).fetchone()
+            if current is not None and expected_version is not None and current[0] != expected_version:
+                raise VersionMismatch(current[0], expected_version)
             return None
-        row = tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (id_number(claim_id),)).fetchone()
+        row = tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (num,)).fetchone()
         claim = _to_claim(dict(row))
         add_to_outbox(tx, Event(EventType.CLAIM_STATUS_CHANGED, TOPIC, claim_id, {
             "from": expected, "to": new_status, "actor": actor, "note": note, "updated_at": now,
-            "policy_id": claim["policy_id"], "customer_id": claim["customer_id"]}), TOPIC)
+            "version": claim["version"], "policy_id": claim["policy_id"], "customer_id": claim["customer_id"]}),
+            TOPIC)
     return claim

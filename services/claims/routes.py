@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from services.core import keys
 from services.core.access import Caller
 from services.core.caching import CacheDep, read_batch
-from services.core.errors import LabError, not_found
+from services.core.errors import LabError, VersionMismatch, not_found
+from services.core.etags import IfMatch, with_etag
 from services.core.ids import ID_PATTERN, ClaimId
 from services.core.knobs import apply_fault_knobs
 from services.core.models import CLAIM_TRANSITIONS, Claim, ClaimIn, ClaimStatus, ClaimStatusChange, Page
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/claims", tags=["claims"], dependencies=[Depends(appl
 
 
 @router.post("", status_code=201, response_model=Claim)
-async def submit_claim(data: ClaimIn, request: Request, who: Caller, cache: CacheDep):
+async def submit_claim(data: ClaimIn, request: Request, response: Response, who: Caller, cache: CacheDep):
     who.require("customer", "agent")
     policy = await fetch_peer_entity(request, "policy", f"/policies/{data.policy_id}")
     if policy is None or not who.owns(policy["customer_id"]):  # someone else's policy looks like none at all
@@ -44,7 +45,7 @@ async def submit_claim(data: ClaimIn, request: Request, who: Caller, cache: Cach
                               data.description, actor=who.sub, coverage_cents=policy["coverage_cents"])
     await cache.invalidate("claim", claim["id"], parents=[claim["policy_id"], claim["customer_id"]],
                            reason="claim.submitted", new_value=claim)
-    return claim
+    return with_etag(response, claim)
 
 
 @router.get("", response_model=Page)
@@ -54,8 +55,7 @@ async def list_claims(
     customer_id: Annotated[str | None, Query(pattern=ID_PATTERN["customer"])] = None,
     status: Annotated[ClaimStatus | None, Query()] = None,
 ):
-    if not who.is_staff:  # a customer lists only their own claims
-        customer_id = who.customer_id
+    customer_id = who.own_customer_filter(customer_id)  # a customer lists only their own claims
     items, total = await repo.list_claims(request.app.state.db, page.limit, page.offset,
                                           policy_id=policy_id, customer_id=customer_id, status=status)
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
@@ -77,31 +77,37 @@ async def get_claim(claim_id: ClaimId, request: Request, response: Response, who
     if claim is None:
         raise not_found("claim", claim_id)
     who.ensure_sees(claim["customer_id"], "claim", claim_id)
-    return claim
+    return with_etag(response, claim)
 
 
 @router.post("/{claim_id}/status", response_model=Claim)
-async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request, who: Caller,
-                              cache: CacheDep):
+async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request, response: Response,
+                              who: Caller, cache: CacheDep, if_match: IfMatch):
+    """Move the claim one step of its lifecycle. Exactly one of two identical requests wins; the other gets
+    409 (``already_in_status``, or ``concurrent_change`` if they overlapped), so no note is silently lost."""
     who.require("adjuster")
     db = request.app.state.db
     claim = await repo.get_claim(db, claim_id)
     if claim is None:
         raise not_found("claim", claim_id)
-    if change.status == claim["status"]:  # already there (a retry, or the worker got there first): no-op
-        return claim
+    if if_match is not None and claim["version"] != if_match:
+        raise VersionMismatch(claim["version"], if_match)
+    if change.status == claim["status"]:  # someone (the worker, another adjuster, a first try) got there first
+        raise LabError(409, "already_in_status", f"claim {claim_id} is already {claim['status']}; this change "
+                       "(and its note) was not applied", "status", claim=claim)
     allowed = CLAIM_TRANSITIONS[claim["status"]]
     if change.status not in allowed:
         raise LabError(409, "invalid_transition",
                        f"a {claim['status']} claim can move to {', '.join(allowed) or 'nothing'}, "
                        f"not {change.status}", "status")
-    updated = repo.change_status(db, claim_id, claim["status"], change.status, change.note, actor=who.sub)
+    updated = repo.change_status(db, claim_id, claim["status"], change.status, change.note, actor=who.sub,
+                                 expected_version=if_match)
     if updated is None:
         raise LabError(409, "concurrent_change", f"claim {claim_id} changed while this request ran; retry",
                        "status")
     await cache.invalidate("claim", claim_id, parents=[updated["policy_id"], updated["customer_id"]],
                            reason="claim.status_changed", new_value=updated)
-    return updated
+    return with_etag(response, updated)
 
 
 @router.get("/{claim_id}/history")

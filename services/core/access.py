@@ -5,7 +5,8 @@ into ``X-Lab-Identity``. No valid signature -> 401, whatever else the request sa
 
 * **customers** see only their own customer record, policies and claims, and may submit claims on their
   own policies. Someone else's id answers **404**, exactly like an id that does not exist, so a customer
-  cannot even learn which ids exist (no IDOR, no existence leak);
+  cannot even learn which ids exist (no IDOR, no existence leak). Deny by default: an identity that is
+  not staff and names no customer record sees nothing (403 on a list);
 * **agents** create and change customers and policies; **adjusters** move claims through review;
   both read everything;
 * **system** (labkit, the services themselves) may do everything;
@@ -22,6 +23,7 @@ from fastapi import Depends, Request
 from services.patterns.identity import HEADER, sign_identity, verify_identity
 
 from .errors import LabError
+from .ids import is_valid
 
 STAFF = ("agent", "adjuster", "system")
 
@@ -47,6 +49,20 @@ class Principal:
     def owns(self, customer_id: str | None) -> bool:
         return self.is_staff or (customer_id is not None and customer_id == self.customer_id)
 
+    def own_customer_filter(self, asked: str | None) -> str | None:
+        """The ``customer_id`` a list must be filtered by. Staff: what they asked for (None = everyone's).
+
+        Anyone else: their own, whatever they asked for. Deny by default: an identity that is neither staff
+        nor linked to a customer record gets a 403 — never "no filter", which would list every customer's
+        records (a customer whose record id went missing in a refactor would otherwise see them all).
+        """
+        if self.is_staff:
+            return asked
+        if not self.customer_id:
+            raise LabError(403, "forbidden", "this identity is linked to no customer record, so it may list "
+                           "nothing; staff roles are agent, adjuster and system")
+        return self.customer_id
+
     def ensure_sees(self, customer_id: str | None, kind: str, entity_id: str) -> None:
         """Staff see everything; a customer sees their own — anything else looks like it does not exist."""
         if not self.owns(customer_id):
@@ -59,7 +75,10 @@ async def caller(request: Request) -> Principal:
     identity = verify_identity(request.headers.get(HEADER), request.app.state.settings.shared_secret())
     if identity is None:
         raise LabError(401, "unauthenticated", "log in first (POST /api/auth/login) or send a valid identity")
-    return Principal(identity["sub"], tuple(identity.get("roles", ())), identity.get("customer_id"))
+    customer_id = identity.get("customer_id")
+    if not (isinstance(customer_id, str) and is_valid("customer", customer_id)):
+        customer_id = None  # only the one spelling of a customer id can ever match a record's owner
+    return Principal(identity["sub"], tuple(identity.get("roles", ())), customer_id)
 
 
 Caller = Annotated[Principal, Depends(caller)]

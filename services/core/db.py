@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import VersionMismatch
+
 
 class Database:
     def __init__(self, path: Path, schema: str, latency_ms: float = 0.0):
@@ -26,7 +28,33 @@ class Database:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        self._add_columns_the_schema_gained(schema)
         self.conn.executescript(schema)
+
+    def _add_columns_the_schema_gained(self, schema: str) -> None:
+        """Bring a file made by older code up to ``schema``: add every column it lacks (e.g. ``version``).
+
+        ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is, so a column added to the schema
+        later would never reach a learner's existing file. The schema is built in memory and compared
+        with the file, table by table; a new column must have a default (SQLite's rule for ADD COLUMN),
+        which existing rows then take. Runs before the schema, whose indexes may name the new columns.
+        """
+        wanted = sqlite3.connect(":memory:")
+        try:
+            wanted.executescript(schema)
+            tables = [name for (name,) in wanted.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            for table in tables:
+                have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+                if not have:
+                    continue  # a new table: the schema below creates it whole
+                for _cid, column, kind, not_null, default, _pk in wanted.execute(f"PRAGMA table_info({table})"):
+                    if column not in have:
+                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"
+                                          + (" NOT NULL" if not_null else "")
+                                          + (f" DEFAULT {default}" if default is not None else ""))
+        finally:
+            wanted.close()
 
     async def _simulate_latency(self) -> None:
         self.loads += 1
@@ -64,3 +92,43 @@ class Database:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def update_versioned(tx: sqlite3.Connection, table: str, num: int, fields: dict[str, Any],
+                     expected_version: int | None = None) -> bool:
+    """Inside a transaction: write ``fields`` to one row and bump its ``version``, in one UPDATE.
+
+    With ``expected_version`` (the client's ``If-Match``) the UPDATE is a compare-and-set,
+    ``WHERE num = ? AND version = ?``: of two writers that read the same version exactly one matches.
+    When no row matched, one look tells "no such row" (False) from "changed since" (VersionMismatch,
+    a 412). With no ``fields`` only the check is made and the version stays.
+    """
+    where, params = "num = ?", [num]
+    if expected_version is not None:
+        where, params = where + " AND version = ?", [*params, expected_version]
+    if fields:
+        assignments = "".join(f"{name} = ?, " for name in fields)
+        if tx.execute(f"UPDATE {table} SET {assignments}version = version + 1 WHERE {where}",
+                      (*fields.values(), *params)).rowcount:
+            return True
+    return _still_there(tx, table, num, expected_version)
+
+
+def delete_versioned(tx: sqlite3.Connection, table: str, num: int, expected_version: int | None = None) -> bool:
+    """Inside a transaction: delete one row, only at ``expected_version`` if one is given (same rules)."""
+    where, params = "num = ?", [num]
+    if expected_version is not None:
+        where, params = where + " AND version = ?", [*params, expected_version]
+    if tx.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount:
+        return True
+    _still_there(tx, table, num, expected_version)  # there at another version: VersionMismatch
+    return False
+
+
+def _still_there(tx: sqlite3.Connection, table: str, num: int, expected_version: int | None) -> bool:
+    row = tx.execute(f"SELECT version FROM {table} WHERE num = ?", (num,)).fetchone()
+    if row is None:
+        return False
+    if expected_version is not None and row[0] != expected_version:
+        raise VersionMismatch(row[0], expected_version)
+    return True

@@ -46,8 +46,19 @@ class ErrorBody(BaseModel):
 #: The error answers any /api route may give, declared once for the OpenAPI schema.
 ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in {
     400: "malformed request (the body could not be read as JSON)", 401: "no valid identity", 403: "role not allowed", 404: "no such entity (or not yours)",
-    409: "conflicts with the entity's current state", 413: "body too large", 422: "invalid input",
+    409: "conflicts with the entity's current state",
+    412: "If-Match names a version the entity no longer has", 413: "body too large", 422: "invalid input",
     429: "too many requests", 503: "a service it depends on is unavailable"}.items()}
+
+
+class VersionMismatch(LabError):
+    """``If-Match`` named a version the entity no longer has: nothing was written (412, RFC 9110 13.1.1)."""
+
+    def __init__(self, current_version: int, expected_version: int):
+        super().__init__(412, "version_mismatch",
+                         f'it is at version {current_version}, not {expected_version}: someone else changed it '
+                         f'since you read it. Read it again (its ETag is "{current_version}") and reapply your '
+                         "change", "If-Match", current_version=current_version)
 
 
 def not_found(kind: str, entity_id: str) -> LabError:

@@ -2,6 +2,14 @@
 
 Nothing a client sends becomes part of a Redis key or a SQL statement unless it matched one of these
 patterns first.
+
+**One record, one spelling.** The number is what SQLite looks up, the text is what Redis keys, events,
+tag sets and peer calls use. If ``POL-0000512`` and ``POL-000512`` both found row 512, each spelling
+would get its own cached copy (one of them stale after a write that invalidated the other), its own
+claims and its own history. So an id is valid only in the exact form ``make_id`` writes: the prefix in
+capitals, ``-``, the number in ASCII digits, zero-padded to six and no further (``POL-000512``,
+``POL-1234567``). Every other spelling — extra zeros, ``pol-``, ``+512``, Arabic-Indic digits, spaces
+inside the path — is refused with a 422 naming the field before it reaches a key or a query.
 """
 
 from __future__ import annotations
@@ -12,8 +20,11 @@ from typing import Annotated
 from fastapi import Path
 
 ID_PREFIX = {"customer": "CUS", "policy": "POL", "claim": "CLM"}
-# Six to twelve digits: enough for a trillion rows, and never a number SQLite cannot hold.
-ID_PATTERN = {kind: rf"^{prefix}-\d{{6,12}}$" for kind, prefix in ID_PREFIX.items()}
+# Exactly the digits make_id writes: six (zero-padded), or seven to twelve without a leading zero —
+# enough for a trillion rows, and never a number SQLite cannot hold. [0-9], not \d: \d also matches
+# other scripts' digits ('٥'), which int() would happily read as the same number.
+ID_DIGITS = r"(?:[0-9]{6}|[1-9][0-9]{6,11})"
+ID_PATTERN = {kind: rf"^{prefix}-{ID_DIGITS}$" for kind, prefix in ID_PREFIX.items()}
 
 
 def make_id(kind: str, number: int) -> str:
@@ -25,7 +36,8 @@ def id_number(entity_id: str) -> int:
 
 
 def is_valid(kind: str, entity_id: str) -> bool:
-    return re.fullmatch(ID_PATTERN[kind], entity_id) is not None
+    """True only for the canonical spelling: ``is_valid(k, x)`` implies ``make_id(k, id_number(x)) == x``."""
+    return isinstance(entity_id, str) and re.fullmatch(ID_PATTERN[kind], entity_id, re.ASCII) is not None
 
 
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN["customer"], examples=["CUS-000001"])]

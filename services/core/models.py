@@ -7,7 +7,7 @@ that names it, instead of a silently ignored typo.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
@@ -28,6 +28,10 @@ CLAIM_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 MAX_CENTS = 10**12  # ten billion in any currency: beyond that it is a typo, not a policy
+
+#: Money in a request: a JSON integer of cents, nothing else. Strict, because lax parsing turns ``true``
+#: into 1 cent and accepts ``"100"`` and ``100.0`` — a client bug would become a stored amount.
+Cents = Annotated[int, Field(strict=True, gt=0, le=MAX_CENTS)]
 
 
 def utc_now() -> str:
@@ -68,6 +72,7 @@ class Customer(BaseModel):
     risk_tier: RiskTier
     created_at: str
     updated_at: str
+    version: int = Field(description="bumped by every write; the ETag is this number in quotes")
 
 
 # --- policies ----------------------------------------------------------------------------------------
@@ -75,8 +80,8 @@ class Customer(BaseModel):
 class PolicyIn(Strict):
     customer_id: str = Field(pattern=ID_PATTERN["customer"], examples=["CUS-000001"])
     product: Product
-    premium_cents: int = Field(gt=0, le=MAX_CENTS, examples=[98_000])
-    coverage_cents: int = Field(gt=0, le=MAX_CENTS, examples=[25_000_000])
+    premium_cents: Cents = Field(examples=[98_000])
+    coverage_cents: Cents = Field(examples=[25_000_000])
     start_date: date
     end_date: date
 
@@ -90,8 +95,8 @@ class PolicyIn(Strict):
 
 
 class PolicyPatch(Strict):
-    premium_cents: int | None = Field(default=None, gt=0, le=MAX_CENTS)
-    coverage_cents: int | None = Field(default=None, gt=0, le=MAX_CENTS)
+    premium_cents: Cents | None = None
+    coverage_cents: Cents | None = None
     end_date: date | None = None
 
 
@@ -106,13 +111,14 @@ class Policy(BaseModel):
     status: PolicyStatus
     created_at: str
     updated_at: str
+    version: int = Field(description="bumped by every write; the ETag is this number in quotes")
 
 
 # --- claims ------------------------------------------------------------------------------------------
 
 class ClaimIn(Strict):
     policy_id: str = Field(pattern=ID_PATTERN["policy"], examples=["POL-000001"])
-    amount_cents: int = Field(gt=0, le=MAX_CENTS, examples=[120_000])
+    amount_cents: Cents = Field(examples=[120_000])
     description: str = Field(min_length=1, max_length=2000, examples=["Rear-ended at a red light"])
 
 
@@ -131,6 +137,7 @@ class Claim(BaseModel):
     note: str | None = None
     submitted_at: str
     updated_at: str
+    version: int = Field(description="bumped by every write; the ETag is this number in quotes")
 
 
 class Page(BaseModel):

@@ -6,7 +6,7 @@ the claims channel (lesson 02): "claim CLM-x for your policy POL-y was approved"
 
 from __future__ import annotations
 
-from services.core.db import Database
+from services.core.db import Database, delete_versioned, update_versioned
 from services.core.ids import id_number, make_id
 from services.core.models import CustomerIn, CustomerPatch, utc_now
 from services.patterns.envelope import Event, EventType
@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS customers (
     date_of_birth TEXT NOT NULL,
     risk_tier     TEXT NOT NULL,
     created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL
+    updated_at    TEXT NOT NULL,
+    version       INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/core/etags.py)
 );
 CREATE INDEX IF NOT EXISTS customers_risk_tier ON customers (risk_tier);
 CREATE TABLE IF NOT EXISTS notifications (
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_customer ON notifications (customer_id, num);
 """ + OUTBOX_SCHEMA
 
-COLUMNS = "num, name, email, date_of_birth, risk_tier, created_at, updated_at"
+COLUMNS = "num, name, email, date_of_birth, risk_tier, created_at, updated_at, version"
 
 
 def _to_customer(row: dict | None) -> dict | None:
@@ -71,13 +72,15 @@ def create_customer(db: Database, data: CustomerIn) -> dict:
     return customer
 
 
-def update_customer(db: Database, customer_id: str, change: CustomerPatch) -> dict | None:
+def update_customer(db: Database, customer_id: str, change: CustomerPatch,
+                    expected_version: int | None = None) -> dict | None:
+    """Apply the change and bump the version; None if there is no such customer; VersionMismatch (412) if
+    ``expected_version`` (from ``If-Match``) is no longer the customer's version."""
     fields = change.model_dump(exclude_none=True)
     with db.transaction() as tx:
-        if fields:
-            assignments = ", ".join(f"{name} = ?" for name in fields)
-            tx.execute(f"UPDATE customers SET {assignments}, updated_at = ? WHERE num = ?",
-                       (*fields.values(), utc_now(), id_number(customer_id)))
+        stamped = {**fields, "updated_at": utc_now()} if fields else {}
+        if not update_versioned(tx, "customers", id_number(customer_id), stamped, expected_version):
+            return None
         row = tx.execute(f"SELECT {COLUMNS} FROM customers WHERE num = ?", (id_number(customer_id),)).fetchone()
         customer = _to_customer(dict(row)) if row else None
         if customer and fields:
@@ -86,9 +89,9 @@ def update_customer(db: Database, customer_id: str, change: CustomerPatch) -> di
     return customer
 
 
-def delete_customer(db: Database, customer_id: str) -> bool:
+def delete_customer(db: Database, customer_id: str, expected_version: int | None = None) -> bool:
     with db.transaction() as tx:
-        deleted = tx.execute("DELETE FROM customers WHERE num = ?", (id_number(customer_id),)).rowcount > 0
+        deleted = delete_versioned(tx, "customers", id_number(customer_id), expected_version)
         if deleted:
             add_to_outbox(tx, Event(EventType.CUSTOMER_DELETED, TOPIC, customer_id, {"id": customer_id}), TOPIC)
     return deleted

@@ -15,6 +15,7 @@ from services.core import keys
 from services.core.access import Caller
 from services.core.caching import CacheDep, read_batch
 from services.core.errors import not_found
+from services.core.etags import IfMatch, with_etag
 from services.core.ids import CustomerId
 from services.core.knobs import apply_fault_knobs
 from services.core.models import Customer, CustomerIn, CustomerPatch, Page, RiskTier
@@ -27,12 +28,12 @@ router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Depend
 
 
 @router.post("", status_code=201, response_model=Customer)
-async def create_customer(data: CustomerIn, request: Request, who: Caller, cache: CacheDep):
+async def create_customer(data: CustomerIn, request: Request, response: Response, who: Caller, cache: CacheDep):
     who.require("agent")
     customer = repo.create_customer(request.app.state.db, data)
     # drops a cached "no such id" (or, under write_through, replaces it with the new row)
     await cache.invalidate("customer", customer["id"], reason="customer.created", new_value=customer)
-    return customer
+    return with_etag(response, customer)
 
 
 @router.get("", response_model=Page)
@@ -61,24 +62,27 @@ async def get_customer(customer_id: CustomerId, request: Request, response: Resp
                                 entity_id=customer_id)
     if customer is None:
         raise not_found("customer", customer_id)
-    return customer
+    return with_etag(response, customer)
 
 
 @router.patch("/{customer_id}", response_model=Customer)
-async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request, who: Caller,
-                          cache: CacheDep):
+async def update_customer(customer_id: CustomerId, change: CustomerPatch, request: Request, response: Response,
+                          who: Caller, cache: CacheDep, if_match: IfMatch):
+    """Change name, email or risk tier. Send ``If-Match`` with the ETag you read: 412 if it moved on."""
     who.require("agent")
-    customer = repo.update_customer(request.app.state.db, customer_id, change)  # the system of record first
+    customer = repo.update_customer(request.app.state.db, customer_id, change,  # the system of record first
+                                    expected_version=if_match)
     if customer is None:
         raise not_found("customer", customer_id)
     await cache.invalidate("customer", customer_id, reason="customer.updated", new_value=customer)  # then the copies
-    return customer
+    return with_etag(response, customer)
 
 
 @router.delete("/{customer_id}", status_code=204)
-async def delete_customer(customer_id: CustomerId, request: Request, who: Caller, cache: CacheDep):
+async def delete_customer(customer_id: CustomerId, request: Request, who: Caller, cache: CacheDep,
+                          if_match: IfMatch):
     who.require("agent")
-    if not repo.delete_customer(request.app.state.db, customer_id):
+    if not repo.delete_customer(request.app.state.db, customer_id, expected_version=if_match):
         raise not_found("customer", customer_id)
     await cache.invalidate("customer", customer_id, reason="customer.deleted")
     return Response(status_code=204)

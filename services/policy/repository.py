@@ -6,7 +6,7 @@ subscriber to the claims channel (lesson 02): a derived read model, not a copy o
 
 from __future__ import annotations
 
-from services.core.db import Database
+from services.core.db import Database, delete_versioned, update_versioned
 from services.core.ids import id_number, make_id
 from services.core.models import PolicyIn, PolicyPatch, utc_now
 from services.patterns.envelope import Event, EventType
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS policies (
     end_date       TEXT NOT NULL,
     status         TEXT NOT NULL,
     created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL
+    updated_at     TEXT NOT NULL,
+    version        INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/core/etags.py)
 );
 CREATE INDEX IF NOT EXISTS policies_customer ON policies (customer_id);
 CREATE INDEX IF NOT EXISTS policies_status ON policies (status);
@@ -37,7 +38,7 @@ CREATE INDEX IF NOT EXISTS policy_claims_policy ON policy_claims (policy_id);
 """ + OUTBOX_SCHEMA
 
 COLUMNS = ("num, customer_id, product, premium_cents, coverage_cents, start_date, end_date, status, "
-           "created_at, updated_at")
+           "created_at, updated_at, version")
 
 
 def _to_policy(row: dict | None) -> dict | None:
@@ -76,13 +77,18 @@ def create_policy(db: Database, data: PolicyIn) -> dict:
     return policy
 
 
-def update_policy(db: Database, policy_id: str, change: PolicyPatch | dict) -> dict | None:
+def update_policy(db: Database, policy_id: str, change: PolicyPatch | dict,
+                  expected_version: int | None = None) -> dict | None:
+    """Apply the change and bump the version; None if there is no such policy.
+
+    ``expected_version`` (from ``If-Match``) makes it conditional: VersionMismatch (412) if the policy
+    was changed since the client read it, and nothing is written.
+    """
     fields = change if isinstance(change, dict) else change.model_dump(exclude_none=True, mode="json")
     with db.transaction() as tx:
-        if fields:
-            assignments = ", ".join(f"{name} = ?" for name in fields)
-            tx.execute(f"UPDATE policies SET {assignments}, updated_at = ? WHERE num = ?",
-                       (*fields.values(), utc_now(), id_number(policy_id)))
+        stamped = {**fields, "updated_at": utc_now()} if fields else {}
+        if not update_versioned(tx, "policies", id_number(policy_id), stamped, expected_version):
+            return None
         row = tx.execute(f"SELECT {COLUMNS} FROM policies WHERE num = ?", (id_number(policy_id),)).fetchone()
         policy = _to_policy(dict(row)) if row else None
         if policy and fields:
@@ -91,9 +97,9 @@ def update_policy(db: Database, policy_id: str, change: PolicyPatch | dict) -> d
     return policy
 
 
-def delete_policy(db: Database, policy_id: str) -> bool:
+def delete_policy(db: Database, policy_id: str, expected_version: int | None = None) -> bool:
     with db.transaction() as tx:
-        deleted = tx.execute("DELETE FROM policies WHERE num = ?", (id_number(policy_id),)).rowcount > 0
+        deleted = delete_versioned(tx, "policies", id_number(policy_id), expected_version)
         if deleted:
             add_to_outbox(tx, Event(EventType.POLICY_DELETED, TOPIC, policy_id, {"id": policy_id}), TOPIC)
     return deleted

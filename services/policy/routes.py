@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from services.core import keys
 from services.core.access import Caller
 from services.core.caching import CacheDep, read_batch
-from services.core.errors import LabError, not_found
+from services.core.errors import LabError, VersionMismatch, not_found
+from services.core.etags import IfMatch, with_etag
 from services.core.ids import ID_PATTERN, PolicyId
 from services.core.knobs import apply_fault_knobs
 from services.core.models import Page, Policy, PolicyIn, PolicyPatch, PolicyStatus, Product
@@ -27,14 +28,14 @@ router = APIRouter(prefix="/policies", tags=["policies"], dependencies=[Depends(
 
 
 @router.post("", status_code=201, response_model=Policy)
-async def create_policy(data: PolicyIn, request: Request, who: Caller, cache: CacheDep):
+async def create_policy(data: PolicyIn, request: Request, response: Response, who: Caller, cache: CacheDep):
     who.require("agent")
     if await fetch_peer_entity(request, "customer", f"/customers/{data.customer_id}") is None:
         raise LabError(422, "unknown_reference", f"customer {data.customer_id} does not exist", "customer_id")
     policy = repo.create_policy(request.app.state.db, data)
     await cache.invalidate("policy", policy["id"], parents=[data.customer_id], reason="policy.created",
                            new_value=policy)
-    return policy
+    return with_etag(response, policy)
 
 
 @router.get("", response_model=Page)
@@ -44,8 +45,7 @@ async def list_policies(
     status: Annotated[PolicyStatus | None, Query()] = None,
     product: Annotated[Product | None, Query()] = None,
 ):
-    if not who.is_staff:  # a customer lists only their own policies, whatever they asked for
-        customer_id = who.customer_id
+    customer_id = who.own_customer_filter(customer_id)  # a customer lists only their own, whatever they asked
 
     async def load() -> dict:
         items, total = await repo.list_policies(request.app.state.db, page.limit, page.offset,
@@ -74,11 +74,13 @@ async def get_policy(policy_id: PolicyId, request: Request, response: Response, 
     if policy is None:
         raise not_found("policy", policy_id)
     who.ensure_sees(policy["customer_id"], "policy", policy_id)
-    return policy
+    return with_etag(response, policy)  # the cached copy is the row with its version: a HIT has the same ETag
 
 
 @router.patch("/{policy_id}", response_model=Policy)
-async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Request, who: Caller, cache: CacheDep):
+async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Request, response: Response,
+                        who: Caller, cache: CacheDep, if_match: IfMatch):
+    """Change premium, coverage or end date. Send ``If-Match`` with the ETag you read: 412 if it moved on."""
     who.require("agent")
     policy = await repo.get_policy(request.app.state.db, policy_id)
     if policy is None:
@@ -86,14 +88,17 @@ async def update_policy(policy_id: PolicyId, change: PolicyPatch, request: Reque
     end_date = change.end_date.isoformat() if change.end_date else None
     if end_date and end_date <= policy["start_date"]:
         raise LabError(422, "invalid_input", "end_date must be after start_date", "end_date")
-    updated = repo.update_policy(request.app.state.db, policy_id, change)
+    updated = repo.update_policy(request.app.state.db, policy_id, change, expected_version=if_match)
+    if updated is None:  # deleted while this request ran
+        raise not_found("policy", policy_id)
     await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.updated",
                            new_value=updated)
-    return updated
+    return with_etag(response, updated)
 
 
 @router.post("/{policy_id}/cancel", response_model=Policy)
-async def cancel_policy(policy_id: PolicyId, request: Request, who: Caller, cache: CacheDep):
+async def cancel_policy(policy_id: PolicyId, request: Request, response: Response, who: Caller, cache: CacheDep,
+                        if_match: IfMatch):
     who.require("agent")
     policy = await repo.get_policy(request.app.state.db, policy_id)
     if policy is None:
@@ -101,17 +106,26 @@ async def cancel_policy(policy_id: PolicyId, request: Request, who: Caller, cach
     if policy["status"] != "active":
         raise LabError(409, "invalid_transition", f"policy {policy_id} is {policy['status']}, not active",
                        "status")
-    cancelled = repo.update_policy(request.app.state.db, policy_id, {"status": "cancelled"})
+    try:  # conditional on the version just read, so two racing cancels cannot both succeed
+        cancelled = repo.update_policy(request.app.state.db, policy_id, {"status": "cancelled"},
+                                       expected_version=policy["version"] if if_match is None else if_match)
+    except VersionMismatch:
+        if if_match is not None:
+            raise
+        raise LabError(409, "concurrent_change", f"policy {policy_id} changed while this request ran; retry",
+                       "status") from None
+    if cancelled is None:
+        raise not_found("policy", policy_id)
     await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.cancelled",
                            new_value=cancelled)
-    return cancelled
+    return with_etag(response, cancelled)
 
 
 @router.delete("/{policy_id}", status_code=204)
-async def delete_policy(policy_id: PolicyId, request: Request, who: Caller, cache: CacheDep):
+async def delete_policy(policy_id: PolicyId, request: Request, who: Caller, cache: CacheDep, if_match: IfMatch):
     who.require("agent")
     policy = await repo.get_policy(request.app.state.db, policy_id)
-    if policy is None or not repo.delete_policy(request.app.state.db, policy_id):
+    if policy is None or not repo.delete_policy(request.app.state.db, policy_id, expected_version=if_match):
         raise not_found("policy", policy_id)
     await cache.invalidate("policy", policy_id, parents=[policy["customer_id"]], reason="policy.deleted")
     return Response(status_code=204)

@@ -44,7 +44,8 @@ async def triage_claim(app: FastAPI, event: Event) -> None:
             f"{s.url_of('claims')}/claims/{event.subject}/status",
             json={"status": "under_review", "note": f"auto-triage: risk score {score:.2f}"},
             headers=system_identity_header(s.shared_secret(), "service:worker"))
-        if response.status_code not in (200, 404, 409):  # 409: a person moved it on already; fine
+        # 409: a person got there first (it is already under review, or moved on): the worker's job is done
+        if response.status_code not in (200, 404, 409):
             raise RuntimeError(f"the claims service answered {response.status_code}")
     await r.set(done, 1, ex=s.events_dedupe_ttl_s)
 
