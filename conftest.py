@@ -29,14 +29,16 @@ def pytest_sessionstart(session):
     run_dir = tempfile.mkdtemp(prefix="lab-test-")
     _started["run_dir"] = run_dir  # from here on, pytest_sessionfinish cleans up whatever happens
     os.environ.update({"LAB_TEST_SESSION": "1", "LAB_RUN_DIR": run_dir, "LAB_SOR_LATENCY_MS": "0",
-                       "LAB_LOG_LEVEL": "INFO"})
+                       "LAB_LOG_LEVEL": "INFO",
+                       # Every lab a test starts (CLI, private labs, notebooks) inherits this deadline: on a
+                       # machine shared by many test runs a service can take a minute to import.
+                       "LAB_START_TIMEOUT_S": os.environ.get("LAB_START_TIMEOUT_S", "120")})
     import labkit
 
     for attempt in range(1, 4):
         os.environ.update(_pick_ports())
         try:
-            # A generous timeout: on a machine shared by many test runs a service can take a minute to import.
-            _started["lab"] = labkit.start_all(detached=False, timeout=120)
+            _started["lab"] = labkit.start_all(detached=False)
             break
         except labkit.PortBusyError:  # a port was taken between our pick and its server's bind: pick again
             if attempt == 3:  # (start_all has stopped what it had started)

@@ -138,13 +138,15 @@ def _service_status(settings: Settings, name: str, records: dict[str, procs.Proc
     return ServiceStatus(name, url, "stopped")
 
 
-def start_all(settings: Settings | None = None, *, detached: bool | None = None, timeout: float = 30.0) -> Lab:
+def start_all(settings: Settings | None = None, *, detached: bool | None = None,
+              timeout: float | None = None) -> Lab:
     """Bring Redis and every service up (reusing what already runs) and return the Lab handle.
 
     ``detached`` (default: False in Python, True from the CLI) decides whether the processes outlive
     this one. From a notebook they must not: they die with the kernel.
     """
     settings = settings or get_settings()
+    timeout = settings.start_timeout_s if timeout is None else timeout
     detached = bool(detached)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.shared_secret()  # made once, before any service reads it
@@ -251,12 +253,13 @@ def _spawn_instance(settings: Settings, env: dict, name: str, port: int, detache
 
 
 def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool | None = None,
-          weights: dict[int, int] | None = None, timeout: float = 30.0) -> Lab:
+          weights: dict[int, int] | None = None, timeout: float | None = None) -> Lab:
     """Run exactly ``n`` instances of service ``name``: start ``name#2``.. on free ports, or stop the extra ones
     (gracefully: they deregister). A dead extra instance (SIGKILLed) is started again on its old port.
     ``weights`` ({2: 3}) gives instance #k a weight for the gateway's weighted strategy.
     """
     settings = settings or get_settings()
+    timeout = settings.start_timeout_s if timeout is None else timeout
     if name not in SERVICE_NAMES:
         raise LabkitError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
     if n < 1:
@@ -322,7 +325,7 @@ def restart_instance(name: str, settings: Settings | None = None, *, detached: b
         raise LabkitError("the lab is not running: `labkit start-all` first")
     env = settings_env(settings, server.url, managed_acl=server.managed)
     proc, url, log_path = _spawn_instance(settings, env, name, record.port, bool(detached))
-    procs.wait_healthy(name, url, proc, log_path)
+    procs.wait_healthy(name, url, proc, log_path, timeout=settings.start_timeout_s)
     return status(settings, server)
 
 

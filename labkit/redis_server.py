@@ -138,7 +138,7 @@ def start(settings: Settings, detached: bool) -> RedisServer:
     proc = procs.spawn("redis", argv, env={"PATH": "/usr/bin:/bin"}, log_path=log_path, detached=detached)
     admin = acl.password(settings, "default")
     url = f"redis://default:{admin}@{host}:{port}/0"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + settings.start_timeout_s
     while not _answers(url):
         if proc.poll() is not None and procs.bind_failed(log_path):  # taken after our check: callers may retry
             raise PortBusyError(port, "Redis", procs.port_holder(port), "LAB_REDIS_PORT")

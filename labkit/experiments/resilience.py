@@ -35,7 +35,7 @@ def private_settings(run_dir: Path) -> Settings:
     return Settings(_env_file=None, run_dir=run_dir, redis_port=procs.free_port(), **ports)
 
 
-def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float = 30.0) -> Lab:
+def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float | None = None) -> Lab:
     """Start a lab on ports picked now; if one is taken before its server binds it, try fresh ports
     (``start_all`` has already stopped what it started)."""
     for _ in range(attempts - 1):

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Timeouts (seconds) for one upstream call from the gateway or between services.
     upstream_timeout_s: float = 5.0
     redis_timeout_s: float = 1.0
+    # How long labkit waits for a process it started to answer /health. Importing FastAPI takes ~1 s on a
+    # quiet machine and over a minute on one shared by many test runs: raise it there, never lower it.
+    start_timeout_s: float = 60.0
 
     # Idle keep-alive connections. A client must drop an idle connection before the server closes it, or a
     # request can leave on a connection the server is just closing, and fail (the gateway then answers 502).
