@@ -486,7 +486,7 @@ def _traffic_over_time(df: pd.DataFrame, title: str, marks: dict[str, tuple[str,
     rows.append((f"failed ({failed} of {len(df)})", df.loc[~ok, "t_s"], "red"))
     fig, ax = _figure(height=1.6 + 0.45 * len(rows), width=10)
     for y, (label, times, colour) in enumerate(rows):
-        ax.scatter(times, np.full(len(times), y), marker="|", s=120, color=colour, linewidths=1)
+        ax.scatter(times, np.full(len(times), y), marker="|", s=120, color=colour, linewidths=1, zorder=3)
     ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
     ax.set_ylim(-0.7, len(rows) - 0.3)
     milestones = df.attrs.get("milestones", {})
@@ -567,10 +567,11 @@ def stale_vs_hit_rate(summary: pd.DataFrame):
     markers = itertools.cycle(["o", "s", "D", "^", "v", "P", "X"])
     sizes = np.linspace(220, 40, max(2, len(summary)))
     points = {}
-    for (strategy, row), marker, size in zip(summary.iterrows(), markers, sizes):
+    colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (strategy, row), marker, size, colour in zip(summary.iterrows(), markers, sizes, colours):
         x, y = row["hit_rate"] * 100, row["stale_rate"] * 100
-        ax.scatter([x], [y], s=size, marker=marker, facecolors="none" if size > 100 else None, linewidths=1.8,
-                   label=f"{strategy} ({x:.0f}% hits, {y:.1f}% stale)", zorder=3)
+        ax.scatter([x], [y], s=size, marker=marker, facecolors="none" if size > 100 else colour, edgecolors=colour,
+                   linewidths=1.8, label=f"{strategy} ({x:.0f}% hits, {y:.1f}% stale)", zorder=3)
         points.setdefault((round(x), round(y, 1)), []).append(str(strategy))
     same = [" and ".join(names) for names in points.values() if len(names) > 1]
     ax.set_xlabel("cache hit rate (%)")
