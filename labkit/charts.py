@@ -616,3 +616,25 @@ def stampede_loads(loads: pd.DataFrame):
     ax.set_ylabel("SoR loads per refresh (log)")
     ax.set_title("A hot key expires under concurrent readers")
     return _finish(fig)
+
+
+# --- lesson 08: resilience ------------------------------------------------------------------------------
+
+def keys_before_after(counts: pd.DataFrame):
+    """Lesson 08: keys of each kind in Redis before and after a memory squeeze, per eviction policy.
+    ``counts``: index (policy, kind), columns ``before`` and ``after``. Horizontal bars: long labels fit."""
+    table = counts[["before", "after"]].copy()
+    table.index = [f"{policy}: {kind}" for policy, kind in table.index]
+    table = table.iloc[::-1]
+    fig, ax = _figure(height=max(3.0, 0.42 * len(table) + 1.3))
+    y = np.arange(len(table))
+    ax.barh(y + 0.2, table["before"], 0.4, color="tab:grey", label="before the squeeze")
+    ax.barh(y - 0.2, table["after"], 0.4, color="tab:blue", label="after the squeeze")
+    for i, (before, after) in enumerate(zip(table["before"], table["after"])):
+        if after != before:
+            ax.text(max(before, after), i, f"  {after - before:+d}", va="center", fontsize=8)
+    ax.set_yticks(y, table.index)
+    ax.set_xlim(0, table.to_numpy().max() * 1.18 or 1)
+    ax.set_xlabel("keys in Redis (count)")
+    ax.set_title("Keys of each kind before and after the squeeze")
+    return _finish(fig)

@@ -181,6 +181,12 @@ SAMPLES = {
         {"t_s": np.arange(0, 4, 0.02), "allowed": [i % 50 < 20 for i in range(200)]}), limit=20),
     "stale_vs_hit_rate": lambda: charts.stale_vs_hit_rate(_coherence_summary()),
     "staleness_windows": lambda: charts.staleness_windows(_staleness_reads()),
+    "keys_before_after": lambda: charts.keys_before_after(pd.DataFrame(
+        [{"policy": p, "kind": k, "before": b, "after": a}
+         for p, rows in (("noeviction", ((104, 104), (431, 434), (10, 10), (5, 5))),
+                         ("allkeys-lru", ((104, 31), (441, 190), (14, 2), (5, 3))))
+         for k, (b, a) in zip(("cached copies", "audit trails", "sessions", "service registrations"), rows)])
+        .set_index(["policy", "kind"])),
     "stampede_loads": lambda: charts.stampede_loads(pd.DataFrame(
         [{"protection": p, "refresh": r} for p, n in (("none", 48), ("lock", 1), ("early refresh", 1))
          for r in range(5) for _ in range(n)])),
