@@ -95,3 +95,103 @@ def _hit_rate(records: pd.DataFrame) -> pd.Series:
 def slowed_routes(table: pd.DataFrame, at_least_ms: float = 1.0) -> pd.Index:
     """Routes whose change is larger than the noise between same-side rounds and than ``at_least_ms``."""
     return table.index[(table["change_ms"] > np.maximum(table["noise_ms"], at_least_ms))]
+
+
+#: Routes whose answer needs the policy service's data: a policy read; a claim submission (the claims service
+#: asks the policy service whether the policy is active); a customer overview (it lists the customer's policies).
+READS_POLICY_DATA = ("GET /api/policies/{id}", "POST /api/claims", "GET /api/customers/{id}/overview")
+
+
+def bottleneck_verdict(table: pd.DataFrame, runs: dict[str, list[LoadResult]], min_requests: int = 20,
+                       expected: tuple[str, ...] = READS_POLICY_DATA) -> str:
+    """Which route slowed most, in words, and whether this run showed what the lesson expects: the routes
+    that need the policy service's data slower than the noise, the others not. Says plainly when it did not."""
+    behind = [r for side in runs.values() for r in side if r.percentiles_refused]
+    enough = table[table["requests"] >= min_requests]
+    few = [route for route in table.index if route not in enough.index]
+    lines = []
+    if few:
+        lines.append(f"left out of the verdict, too few requests (< {min_requests}): {', '.join(few)}")
+    if behind:
+        lines.append(f"{len(behind)} of {sum(len(s) for s in runs.values())} rounds fell behind their schedule "
+                     "(the generator could not send on time: a busy machine), so their latencies include waiting "
+                     "to be sent.")
+    if enough.empty:
+        return "\n".join(lines + ["This run did not show anything: no route had enough requests."])
+    top = enough.index[0]
+    row = enough.iloc[0]
+    lines.append(f"slowed down most: {top} ({row['change_ms']:+.1f} ms at p50; two rounds with nothing changed "
+                 f"differed by up to {row['noise_ms']:.1f} ms)")
+    slowed = set(slowed_routes(enough))
+    should = [r for r in expected if r in enough.index]
+    shouldnt = [r for r in enough.index if r not in expected]
+    lines.append("slower than the noise, needing policy data: " + (", ".join(r for r in should if r in slowed) or "none"))
+    lines.append("slower than the noise, not needing policy data: " + (", ".join(r for r in shouldnt if r in slowed) or "none"))
+    shown = top in expected and any(r in slowed for r in should) and not any(r in slowed for r in shouldnt)
+    if shown and not behind:
+        lines.append("This run shows the bottleneck: the routes that need the policy service's data slowed, "
+                     "the others did not.")
+    elif shown:
+        lines.append("This run points at the policy service, but some rounds fell behind: read it with care.")
+    else:
+        lines.append("This run did NOT show it clearly: " + (
+            "the noise between two rounds with nothing changed is as large as the change — the machine is busy; "
+            "run the cell again, or raise ROUND_SECONDS." if not behind else
+            "the generator fell behind its schedule (a busy machine); lower RATE or run again when it is quieter."))
+    return "\n".join(lines)
+
+
+def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
+    """Did throughput stop growing (a plateau), and why p50 moved the way it did, from the sweep's own records."""
+    rows = []
+    for result in sorted(sweep, key=lambda r: r.meta["concurrency"]):
+        ok = result.records[result.records["status"].between(200, 399)]
+        cached = ok["x_cache"].astype(str).str.upper()
+        carrying = cached[cached.isin(["HIT", "MISS"])]
+        rows.append({"c": result.meta["concurrency"], "req_s": result.meta["achieved_rate"],
+                     "p50": ok["latency_ms"].median(), "hit": (carrying == "HIT").mean() if len(carrying) else np.nan,
+                     "n": len(ok), "cpu": result.meta.get("generator_cpu_pct", 0)})
+    lines = []
+    for a, b in zip(rows, rows[1:]):
+        gain = b["req_s"] / a["req_s"] - 1 if a["req_s"] else np.inf
+        lines.append(f"c={a['c']} -> c={b['c']}: throughput {a['req_s']:,.0f} -> {b['req_s']:,.0f} req/s "
+                     f"({gain:+.0%}), p50 {a['p50']:.1f} -> {b['p50']:.1f} ms, cache hit rate "
+                     f"{a['hit']:.0%} -> {b['hit']:.0%}")
+        if b["p50"] < a["p50"]:
+            if b["hit"] > a["hit"] + 0.05:
+                lines.append("  p50 fell while the hit rate rose: with more requests per second, more reads find "
+                             "an answer another request cached a moment ago, and a hit is cheaper than a miss")
+            else:
+                lines.append(f"  p50 fell with the hit rate unchanged: with {b['n']} requests in a short run this "
+                             "is run-to-run variation, not a speed-up from concurrency")
+    last_gain = rows[-1]["req_s"] / rows[-2]["req_s"] - 1 if len(rows) > 1 and rows[-2]["req_s"] else np.inf
+    if last_gain < flat:
+        lines.append(f"Plateau: going from c={rows[-2]['c']} to c={rows[-1]['c']} added {last_gain:+.0%} throughput "
+                     f"while p50 went {rows[-2]['p50']:.1f} -> {rows[-1]['p50']:.1f} ms: the lab is saturated, "
+                     "more connections only queue (Little's law).")
+    else:
+        lines.append(f"No plateau yet: throughput still grew {last_gain:+.0%} at the last step; this sweep did not "
+                     "reach the ceiling.")
+    if rows[-1]["cpu"] > 80:
+        lines.append(f"The load generator itself used {rows[-1]['cpu']:.0f}% of a core at c={rows[-1]['c']}: on a "
+                     "2-core machine it competes with the lab it measures, so the ceiling seen here is partly its own.")
+    return "\n".join(lines)
+
+
+def login_tail_verdict(result: LoadResult) -> str:
+    """Do the reads' slowest answers last about as long as one login (reads stuck behind password hashing)?"""
+    ok = result.records[result.records["status"].between(200, 399)]
+    reads = ok[ok["route"].str.startswith("GET ")]["latency_ms"]
+    logins = ok[ok["route"] == "POST /api/auth/login"]["latency_ms"]
+    if len(logins) == 0 or len(reads) < 100:
+        return (f"Not enough data in this run to compare ({len(logins)} logins, {len(reads)} reads): "
+                "raise DURATION to see it.")
+    read_p99, login_p50 = reads.quantile(0.99), logins.median()
+    share = read_p99 / login_p50
+    text = (f"reads' p99 {read_p99:.1f} ms vs one login's p50 {login_p50:.1f} ms ({len(logins)} logins): "
+            f"the reads' tail is {share:.0%} of a login. ")
+    if share < 0.5:
+        return text + ("The reads do not wait behind the logins: the password is checked in a worker thread "
+                       "(asyncio.to_thread in services/auth/routes.py), off the event loop.")
+    return text + ("The reads' tail is as long as a login: either reads waited behind password hashing, or the "
+                   "machine was busy (compare with a run where the mix has no logins: --mix reads).")
