@@ -104,6 +104,8 @@ def _draws_something(artist) -> bool:
 def _finish(fig, extra_handles: list | None = None, title: str | None = None):
     """The last step of every chart: one legend outside the data, right of the axes, with only the series
     that draw something (plus ``extra_handles``, proxies the chart made itself)."""
+    for ax in fig.axes:  # a long title would run into the legend beside the axes: wrap it
+        ax.set_title("\n".join(textwrap.fill(line, 68) for line in ax.get_title().split("\n")))
     handles, labels, seen = [], [], set()
     for ax in fig.axes:
         if ax.get_legend():
@@ -285,6 +287,8 @@ def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_
                 title: str = "Latency per route"):
     """Share of requests answered within x ms, one line per group (log x): the tail shows on the right."""
     fig, ax = _figure()
+    if records.empty:
+        title += "\nnothing to draw: no request here (a run that fell behind its schedule is left out)"
     for label, group in records.groupby(by, sort=True):
         values = np.sort(group[value].to_numpy())
         if len(values):
