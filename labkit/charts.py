@@ -420,6 +420,9 @@ def fault_timeline(requests: pd.DataFrame, events: pd.DataFrame, title: str, buc
             label = f"{mark['event']} at {mark['t_s']:.2f} s" + (f" (took {took:.2f} s)" if took >= 0.05 else "")
             for ax in panels:
                 ax.axvline(mark["t_s"], color=colour, linestyle=line, linewidth=1.2, label=label)
+    # the traffic's span: a fault that outlasts it (a slow restart) is shaded to the edge, its end in the legend
+    bottom.set_xlim(min(0.0, float(events["t_s"].min()) if len(events) else 0.0),
+                    max(float(df["t_s"].max()) + bucket_s, float(events["t_s"].max()) + 0.2 if len(events) else 0.0))
     return _finish(fig)
 
 
