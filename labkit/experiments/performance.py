@@ -183,7 +183,7 @@ def login_tail_verdict(result: LoadResult) -> str:
     ok = result.records[result.records["status"].between(200, 399)]
     reads = ok[ok["route"].str.startswith("GET ")]["latency_ms"]
     logins = ok[ok["route"] == "POST /api/auth/login"]["latency_ms"]
-    if len(logins) == 0 or len(reads) < 100:
+    if len(logins) < 5 or len(reads) < 100:
         return (f"Not enough data in this run to compare ({len(logins)} logins, {len(reads)} reads): "
                 "raise DURATION to see it.")
     read_p99, login_p50 = reads.quantile(0.99), logins.median()
