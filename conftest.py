@@ -35,7 +35,11 @@ def pytest_sessionstart(session):
     })
     import labkit
 
-    _started["lab"] = labkit.start_all(detached=False)
+    try:  # a machine busy with other work can take well over 30 s to start a service
+        _started["lab"] = labkit.start_all(detached=False, timeout=180)
+    except Exception:
+        labkit.stop_all()  # what did start must not outlive the failed session
+        raise
     _started["run_dir"] = run_dir
     from labkit.seed import seed
 
