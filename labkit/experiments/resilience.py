@@ -192,16 +192,20 @@ STATUS_MEANING = {599: "timed out", 598: "connection failed", 502: "502 bad gate
 
 
 def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float = 3,
-                   expect_ok: tuple[str, ...] = ("read", "write")) -> str:
+                   expect_ok: tuple[str, ...] = ("read", "write"), began_s: float | None = None) -> str:
     """The lesson's claims about one fault, checked on its own numbers and said in words: which requests
     failed and how, whether any hung past its timeout, whether every committed claim has exactly one event.
-    ``expect_ok``: the kinds of request the lesson says keep working through this fault."""
+    ``expect_ok``: the kinds of request the lesson says keep working through this fault; ``began_s``: when
+    the fault began (failures before it are counted apart)."""
     failed = requests[~requests["ok"]]
     worst = requests["latency_ms"].max() / 1000
     how = failed.groupby(["kind", "status"]).size()
     lines = [f"{len(failed)} of {len(requests)} requests failed"
              + (": " + ", ".join(f"{n} {kind}s {STATUS_MEANING.get(status, status)}" for (kind, status), n in how.items())
                 if len(failed) else "")]
+    if began_s is not None and (early := int((failed["t_s"] < began_s).sum())):
+        lines.append(f"{early} of these failed BEFORE the fault began at {began_s:.2f} s: the lab had not recovered "
+                     "from the previous experiment, or the machine is too busy — they are not the fault's doing")
     for kind in expect_ok:
         n = int((failed["kind"] == kind).sum())
         if n:
