@@ -1,43 +1,188 @@
-"""Every chart the lab draws: one module, one style (titles, units, labelled axes).
+"""Every chart the lab draws: one module, one style.
+
+The style, in one place (``_figure`` and ``_finish``), so that every chart reads the same way:
+
+* **Log axes carry plain labels at major ticks only** (1, 2, 5, 10, 20 ...), the densest set whose labels
+  cannot touch at the axis's drawn length; minor ticks are unlabelled.
+* **Legends sit outside the data**, to the right of the figure, and list only series that draw something.
+* **Units on every axis**; instances named the way labkit names them (``claims#2``: ``instance_label``).
+* **Events at the times they were measured**, with the window a fault lasted shaded.
+* **No empty panels**: a panel with nothing to show is left out and its title says so ("0 failed").
 
 Each function takes a DataFrame an experiment returned and gives back a matplotlib Figure, so a notebook
-shows it inline and ``labkit analyze`` saves it as PNG.
+shows it inline and ``labkit analyze`` saves it as PNG. ``tests/unit/test_charts_overlap.py`` draws every
+public function on sample data and fails if any two texts, or a legend and the data, overlap.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
+import textwrap
+
 import matplotlib
 import matplotlib.pyplot as plt
+from matplotlib.axis import XAxis
+from matplotlib.container import BarContainer
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, Locator, LogLocator, MaxNLocator, NullFormatter
 import numpy as np
 import pandas as pd
 
-STYLE = {"figure.figsize": (8, 4.2), "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-         "axes.spines.right": False, "figure.dpi": 100}
+STYLE = {"figure.figsize": (9, 4.2), "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+         "axes.spines.right": False, "figure.dpi": 100, "legend.fontsize": 8, "legend.frameon": False}
 plt.rcParams.update(STYLE)
 
+PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
+#: the least distance between two labelled ticks, in pixels, along an x axis and along a y axis
+MIN_GAP_PX = {"x": 42, "y": 24}
+
+
+# --- the style --------------------------------------------------------------------------------------
+
+def _figure(nrows: int = 1, height: float = 4.2, width: float = 9, **kwargs):
+    """A figure laid out by matplotlib's constrained layout: room is made for outside legends and labels."""
+    return plt.subplots(nrows, 1, figsize=(width, height), layout="constrained", **kwargs)
+
+
+class _ReadableLogLocator(Locator):
+    """Major ticks of a log axis at every decade, at 1-2-5, or at 1..9 — the densest choice whose labels
+    stay ``MIN_GAP_PX`` apart at the axis's drawn length. "6070809100" cannot happen."""
+
+    def __call__(self):
+        low, high = sorted(self.axis.get_view_interval())
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin, vmax):
+        low, high = max(min(vmin, vmax), 1e-12), max(vmin, vmax)
+        box = self.axis.axes.get_window_extent()
+        horizontal = isinstance(self.axis, XAxis)
+        length = box.width if horizontal else box.height
+        span = max(np.log10(high) - np.log10(low), 1e-9)
+        px_per_decade = max(length, 50) / span
+        gap = MIN_GAP_PX["x" if horizontal else "y"]
+        for subs in ((1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 5), (1, 3), (1,)):
+            ticks = self._ticks(low, high, subs)
+            if len(ticks) >= 2 and np.diff(np.log10(ticks)).min() * px_per_decade >= gap:
+                return ticks
+        every = 1  # many decades on a short axis: every second, fifth ... decade
+        while len(ticks := self._ticks(low, high, (1,), every)) > 2 and \
+                np.diff(np.log10(ticks)).min() * px_per_decade < gap:
+            every += 1
+        if len(ticks) >= 2:
+            return ticks
+        return MaxNLocator(3).tick_values(low, high)  # less than a decade and no round numbers inside
+
+    @staticmethod
+    def _ticks(low, high, subs, every=1):
+        decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+        ticks = [s * 10.0 ** d for d in decades if d % every == 0 for s in subs]
+        return np.array([t for t in ticks if low * (1 - 1e-9) <= t <= high * (1 + 1e-9)])
+
+
+def _log_axis(axis, base: int = 10) -> None:
+    """A log scale with plain, readable numbers at the major ticks and unlabelled minor ticks."""
+    (axis.axes.set_xscale if isinstance(axis, XAxis) else axis.axes.set_yscale)("log", base=base)
+    axis.set_major_locator(_ReadableLogLocator())
+    axis.set_major_formatter(PLAIN)
+    axis.set_minor_locator(LogLocator(base=base, subs="auto"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _draws_something(artist) -> bool:
+    """A legend entry only for a series that is on the chart (a bar of height 0 is not)."""
+    if isinstance(artist, BarContainer):
+        return any(p.get_height() != 0 and p.get_width() != 0 for p in artist.patches)
+    if hasattr(artist, "get_xydata"):
+        xy = np.asarray(artist.get_xydata(), float)
+        return bool(len(xy)) and bool(np.isfinite(xy).all(axis=1).any())
+    if hasattr(artist, "get_paths") and not isinstance(artist, Patch):
+        return len(artist.get_paths()) > 0
+    return True
+
+
+def _finish(fig, extra_handles: list | None = None, title: str | None = None):
+    """The last step of every chart: one legend outside the data, right of the axes, with only the series
+    that draw something (plus ``extra_handles``, proxies the chart made itself)."""
+    for ax in fig.axes:  # a long title would run into the legend beside the axes: wrap it
+        ax.set_title("\n".join(textwrap.fill(line, 68) for line in ax.get_title().split("\n")))
+    handles, labels, seen = [], [], set()
+    for ax in fig.axes:
+        if ax.get_legend():
+            ax.get_legend().remove()
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in seen and not label.startswith("_") and _draws_something(handle):
+                seen.add(label)
+                handles.append(handle)
+                labels.append(label)
+    for handle in extra_handles or []:
+        if handle.get_label() not in seen:
+            seen.add(handle.get_label())
+            handles.append(handle)
+            labels.append(handle.get_label())
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", title=title)
+    return fig
+
+
+_INSTANCE_ID = re.compile(r"^(?P<service>[a-z]+)-(?P<port>\d+)-[0-9a-f]+$")
+
+
+def instance_label(instance_id: str, names: dict[int, str] | None = None) -> str:
+    """``claims-44547-9052`` -> ``claims#3``: the name labkit gives that instance (``labkit status``,
+    ``kill_instance("claims#3")``), found by the port in its id. ``names`` maps port -> name; by default the
+    running lab's pidfiles are read. An id labkit did not start keeps ``service:port``."""
+    match = _INSTANCE_ID.match(str(instance_id))
+    if not match:
+        return str(instance_id)  # "gateway-cache", "" ...
+    port = int(match["port"])
+    if names is None:
+        names = _lab_instance_names()
+    return names.get(port, f"{match['service']}:{port}")
+
+
+def _lab_instance_names() -> dict[int, str]:
+    try:
+        from services.core.settings import get_settings
+
+        from . import procs
+
+        return {record.port: name for name, record in procs.read_pidfiles(get_settings().run_dir).items()
+                if getattr(record, "port", None)}
+    except Exception:  # noqa: BLE001 - no lab here (a saved results file, a test): fall back to service:port
+        return {}
+
+
+def _wrapped(labels, width: int = 18) -> list[str]:
+    """Category labels on an x axis, wrapped onto lines so that neighbours cannot run into each other."""
+    return [textwrap.fill(str(label), width) for label in labels]
+
+
+def _shade(ax, start: float, end: float, label: str | None = "fault window (measured)") -> None:
+    ax.axvspan(start, max(end, start + 1e-3), color="tab:red", alpha=0.10, linewidth=0, label=label)
+
+
+# --- lessons 00-02, 04 -------------------------------------------------------------------------------
 
 def latency_distribution(df: pd.DataFrame, by: str = "path", value: str = "latency_ms",
                          title: str = "Latency per request", log_x: bool = True):
-    """Overlaid histograms (log-spaced bins) with the p50 of each group marked."""
-    fig, ax = plt.subplots()
+    """One outlined histogram per group (log-spaced bins; outlines, so overlapping groups stay visible)
+    with the p50 of each group marked."""
+    fig, ax = _figure()
     low, high = max(df[value].min(), 1e-3), df[value].max()
     bins = np.logspace(np.log10(low), np.log10(high * 1.05), 50) if log_x else 50
-    for label, group in df.groupby(by, sort=False):
+    for colour, (label, group) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                                      df.groupby(by, sort=False)):
         p50 = group[value].median()
-        ax.hist(group[value], bins=bins, alpha=0.55, label=f"{label} (p50 {p50:.2f} ms)")
-        ax.axvline(p50, linestyle="--", linewidth=1, color=ax.patches[-1].get_facecolor())
+        ax.hist(group[value], bins=bins, histtype="step", linewidth=1.8, color=colour,
+                label=f"{label} (p50 {p50:.2f} ms)")
+        ax.axvline(p50, linestyle="--", linewidth=1, color=colour)
     if log_x:
-        ax.set_xscale("log")
-        _plain_numbers(ax.xaxis)
-        ax.tick_params(axis="x", which="minor", labelsize=7)
+        _log_axis(ax.xaxis)
     ax.set_xlabel("latency (ms, log scale)" if log_x else "latency (ms)")
-    ax.set_ylabel("requests")
+    ax.set_ylabel("requests (per bin)")
     ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def percentile_table(df: pd.DataFrame, by: str = "path", value: str = "latency_ms") -> pd.DataFrame:
@@ -50,149 +195,144 @@ def percentile_table(df: pd.DataFrame, by: str = "path", value: str = "latency_m
 
 def session_ttl_timeline(df: pd.DataFrame, idle_s: float, absolute_s: float):
     """TTL of each session over time, with the idle timeout and the absolute cap marked."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     for label, group in df.groupby("session", sort=False):
         ax.plot(group["t_s"], group["ttl_s"], label=label, linewidth=2)
     ax.axhline(idle_s, linestyle=":", color="grey", label=f"idle timeout ({idle_s:g} s)")
     ax.axvline(absolute_s, linestyle="--", color="red", label=f"absolute cap ({absolute_s:g} s after login)")
-    ax.set_xlabel("seconds since login")
+    ax.set_xlabel("seconds since login (s)")
     ax.set_ylabel("TTL of the session key in Redis (s)")
     ax.set_title("Sliding idle timeout vs absolute cap, measured in Redis")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def login_attempts(df: pd.DataFrame):
-    """One bar per login attempt, coloured by what the gateway answered."""
+    """One bar per login attempt, coloured by what the gateway answered (the legend lists only answers given)."""
     colours = {200: "tab:green", 401: "tab:orange", 429: "tab:red"}
-    fig, ax = plt.subplots()
-    ax.bar(df["attempt"], df["latency_ms"], color=[colours.get(s, "grey") for s in df["status"]])
     labels = {200: "200 logged in", 401: "401 wrong password (scrypt checked it)",
               429: "429 locked out (password not even checked)"}
-    ax.legend(handles=[Patch(color=colours[s], label=labels[s]) for s in colours], loc="upper right")
-    ax.set_xlabel("attempt")
+    fig, ax = _figure()
+    ax.bar(df["attempt"], df["latency_ms"], color=[colours.get(s, "grey") for s in df["status"]])
+    given = [s for s in colours if s in set(df["status"])]
+    ax.set_xlabel("attempt (number)")
     ax.set_ylabel("response time (ms)")
     ax.set_title("Brute force against one account")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, [Patch(color=colours[s], label=labels[s]) for s in given])
 
 
 def received_per_listener(df: pd.DataFrame):
     """Lesson 02: events published per phase vs received by a pub/sub subscriber and a consumer group."""
     table = df.pivot(index="phase", columns="listener", values="received")
     published = df.groupby("phase")["published"].first()
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     x = np.arange(len(table.index))
     width = 0.8 / (len(table.columns) + 1)
     ax.bar(x - width, published.reindex(table.index), width, color="lightgrey", label="published")
     for i, listener in enumerate(table.columns):
         ax.bar(x + i * width, table[listener], width, label=listener)
-    ax.set_xticks(x, table.index)
-    ax.set_ylabel("claim events")
+    ax.set_xticks(x, _wrapped(table.index))
+    ax.set_xlabel("phase")
+    ax.set_ylabel("claim events (count)")
     ax.set_title("Offline for phase 2: pub/sub misses it, the consumer group catches up")
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def claim_timeline(df: pd.DataFrame, claim_id: str):
     """Lesson 02: one claim's audit trail (from its event stream) as a step line through its statuses."""
     order = ["submitted", "under_review", "approved", "rejected", "paid"]
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     levels = [order.index(s) for s in df["to"]]
     ax.step(df["t_s"], levels, where="post", linewidth=2)
     ax.scatter(df["t_s"], levels, zorder=3)
     for t, level, actor, note in zip(df["t_s"], levels, df["actor"], df["note"]):
         ax.annotate(f"{actor}" + (f": {note}" if isinstance(note, str) else ""), (t, level), textcoords="offset points",
                     xytext=(6, 6), fontsize=8)
+    span = float(df["t_s"].max() - df["t_s"].min()) or 1.0
+    ax.set_xlim(df["t_s"].min() - 0.05 * span, df["t_s"].max() + 0.45 * span)  # room for the last note
+    ax.set_ylim(-0.5, len(order) - 0.5)
     ax.set_yticks(range(len(order)), order)
-    ax.set_xlabel("seconds since the claim was submitted")
+    ax.set_xlabel("seconds since the claim was submitted (s)")
+    ax.set_ylabel("status")
     ax.set_title(f"Audit trail of {claim_id}, read from its event stream")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def pending_per_consumer(df: pd.DataFrame):
-    """Lesson 02: pending entries per consumer as a dead consumer's work is reclaimed (XAUTOCLAIM)."""
+    """Lesson 02: pending entries per consumer as a dead consumer's work is reclaimed (XAUTOCLAIM), and
+    how many entries the survivor reclaimed and handled (it acknowledges each, so its own pending stays low)."""
     table = df.pivot(index="moment", columns="consumer", values="pending")
-    fig, ax = plt.subplots()
-    table.plot.bar(ax=ax, rot=0)
-    ax.set_xlabel("")
-    ax.set_ylabel("pending entries (delivered, not acknowledged)")
-    ax.set_title("A worker dies mid-batch; another reclaims its pending entries")
-    fig.tight_layout()
-    return fig
+    fig, ax = _figure()
+    moments = list(table.index)
+    x = np.arange(len(moments))
+    series = [(f"pending at {c}", table[c].to_numpy()) for c in table.columns if table[c].any()]
+    if "reclaimed_by_B" in df and df["reclaimed_by_B"].max() > 0:
+        reclaimed = np.zeros(len(moments))
+        reclaimed[-1] = df["reclaimed_by_B"].max()
+        series.append(("reclaimed by worker-B and acknowledged", reclaimed))
+    width = 0.8 / max(1, len(series))
+    for i, (label, values) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+    idle = [c for c in table.columns if not table[c].any()]
+    ax.set_xticks(x, _wrapped(moments))
+    ax.set_xlabel("moment")
+    ax.set_ylabel("entries (count)")
+    ax.set_title("A worker dies mid-batch; another reclaims its pending entries"
+                 + (f"\n0 pending at every moment: {', '.join(idle)}" if idle else ""))
+    return _finish(fig)
 
 
 # --- lesson 07: load tests (labkit load / labkit analyze) ---------------------------------------------
 
-def _plain_numbers(*axes) -> None:
-    """Log axes labelled 2, 5, 10, 20 rather than 2x10^0: easier to read off a latency."""
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    for axis in axes:
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain)
-
-
 def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_ms",
                 title: str = "Latency per route"):
     """Share of requests answered within x ms, one line per group (log x): the tail shows on the right."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
+    if records.empty:
+        title += "\nnothing to draw: no request here (a run that fell behind its schedule is left out)"
     for label, group in records.groupby(by, sort=True):
         values = np.sort(group[value].to_numpy())
         if len(values):
             ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=f"{label} (n={len(values)})")
     for q in (0.5, 0.99):
         ax.axhline(q, linestyle=":", color="grey", linewidth=1)
-        ax.annotate(f"p{q * 100:g}", (1, q), xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                    color="grey", fontsize=8)
-    ax.set_xscale("log")
-    _plain_numbers(ax.xaxis)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 0.99], ["0", "0.25", "p50", "0.75", "p99"])
+    if ax.lines:
+        _log_axis(ax.xaxis)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("share of requests answered within")
     ax.set_ylim(0, 1.01)
     ax.set_title(title)
-    if ax.lines:
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def throughput_over_time(timeline: pd.DataFrame, title: str = "Throughput and errors over time"):
     """Requests/s as a line, errors/s as bars, per time bucket of the run."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     ax.plot(timeline["t_s"], timeline["req_s"], marker=".", label="requests/s")
-    if len(timeline) > 1:
-        width = float(np.diff(timeline["t_s"]).min()) * 0.8
-    else:
-        width = 0.1
-    ax.bar(timeline["t_s"], timeline["errors_s"], width=width, color="tab:red", alpha=0.6, label="errors/s")
-    ax.set_xlabel("seconds since the run started (intended send time)")
-    ax.set_ylabel("per second")
+    width = float(np.diff(timeline["t_s"]).min()) * 0.8 if len(timeline) > 1 else 0.1
+    errors = int(round(float((timeline["errors_s"] * (width / 0.8)).sum()))) if len(timeline) else 0
+    if timeline["errors_s"].any():
+        ax.bar(timeline["t_s"], timeline["errors_s"], width=width, color="tab:red", alpha=0.6, label="errors/s")
+    ax.set_xlabel("seconds since the run started (intended send time, s)")
+    ax.set_ylabel("requests per second")
     ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    ax.set_title(title + ("" if errors else " — 0 errors"))
+    return _finish(fig)
 
 
 def hit_rate_over_time(timeline: pd.DataFrame, title: str = "Cache hit rate over time (X-Cache)"):
     """Share of X-Cache: HIT among the answers that carried the header, per time bucket."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     carried = timeline.dropna(subset=["hit_rate"])
     if carried.empty:
-        ax.text(0.5, 0.5, "no answer carried an X-Cache header\n(no cache on these routes yet)",
-                ha="center", va="center", transform=ax.transAxes, color="grey")
+        title += "\nno answer carried an X-Cache header (no cache on these routes yet)"
     else:
         ax.plot(carried["t_s"], carried["hit_rate"] * 100, marker=".")
-    ax.set_xlabel("seconds since the run started")
+    ax.set_xlabel("seconds since the run started (s)")
     ax.set_ylabel("hit rate (%)")
     ax.set_ylim(0, 101)
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def percentiles_vs_concurrency(by_run: pd.DataFrame, title: str = "Latency percentiles vs concurrency"):
@@ -200,77 +340,90 @@ def percentiles_vs_concurrency(by_run: pd.DataFrame, title: str = "Latency perce
 
     Where p99 climbs while req/s stops growing, requests are queueing: the system is saturated.
     """
-    fig, ax = plt.subplots()
-    right = None
+    fig, ax = _figure()
     styles = {"closed": "-", "open": ":"}
+    levels = sorted(by_run["concurrency"].dropna().unique())
     for mode, frame in by_run.dropna(subset=["p50_ms"]).groupby("mode"):
         frame = frame.groupby("concurrency", as_index=False).mean(numeric_only=True)
         for name, colour in (("p50_ms", "tab:blue"), ("p90_ms", "tab:orange"), ("p99_ms", "tab:green")):
             ax.plot(frame["concurrency"], frame[name], marker="o", color=colour, linestyle=styles.get(mode, "-"),
-                    label=f"{name.replace('_ms', '')} ({mode} loop)")
+                    label=f"{name.replace('_ms', '')} latency ({mode} loop)")
         if mode == "closed":
-            right = right or ax.twinx()
+            right = ax.twinx()
             right.plot(frame["concurrency"], frame["req_s"], color="black", linestyle="--", marker="s",
-                       label="req/s (closed loop)")
+                       label="throughput (closed loop, right axis)")
+            right.set_ylabel("requests per second")
+            right.set_ylim(bottom=0)
+            right.spines["right"].set_visible(True)
+            right.grid(False)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    _plain_numbers(ax.xaxis, ax.yaxis)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.xaxis.set_major_locator(FixedLocator(levels or [1]))
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if ax.lines:
+        _log_axis(ax.yaxis)
     ax.set_xlabel("concurrency (connections, log scale)")
     ax.set_ylabel("latency (ms, log scale)")
-    handles, labels = ax.get_legend_handles_labels()
-    if right is not None:
-        right.set_ylabel("requests/s")
-        right.set_ylim(bottom=0)
-        more = right.get_legend_handles_labels()
-        handles, labels = handles + more[0], labels + more[1]
-    if handles:
-        ax.legend(handles, labels, loc="upper left", fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def compare_runs(comparison: pd.DataFrame, metric: str = "p50_ms", title: str | None = None):
-    """Grouped bars: one group per route, one bar per run (``analyze.compare`` gives the table)."""
-    table = comparison[metric]
-    fig, ax = plt.subplots()
-    table.plot.bar(ax=ax, rot=20)
-    ax.set_xlabel("")
-    ax.set_ylabel({"p50_ms": "p50 latency (ms)", "p99_ms": "p99 latency (ms)", "req_s": "requests/s",
-                   "error_rate": "error rate", "hit_rate": "hit rate"}.get(metric, metric))
+    """Horizontal bars: one group per route, one bar per run (``analyze.compare`` gives the table);
+    route names on the y axis, where long names cannot collide."""
+    table = comparison[metric].iloc[::-1]
+    fig, ax = _figure(height=max(3.0, 0.55 * len(table) * len(table.columns) + 1.2))
+    table.plot.barh(ax=ax, legend=False)
+    unit = {"p50_ms": "p50 latency (ms)", "p99_ms": "p99 latency (ms)", "req_s": "requests per second",
+            "error_rate": "error rate (share of requests)", "hit_rate": "hit rate (share of answers)"}
+    ax.set_xlabel(unit.get(metric, metric))
+    ax.set_ylabel("route")
     ax.set_title(title or f"{metric} per route, runs side by side")
-    ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title="run")
 
 
 def fault_timeline(requests: pd.DataFrame, events: pd.DataFrame, title: str, bucket_s: float = 0.5):
-    """Error rate and p50/max latency per time bucket, with the fault's events as vertical lines."""
+    """Failed requests and p50/slowest latency per time bucket; each fault event as a line at the time it
+    began, and the fault's window (first event's start to last event's end, as measured) shaded.
+
+    ``events``: ``t_s`` (the action began), optional ``end_s`` (it returned: a restart takes a while)."""
     df = requests.copy()
     df["bucket"] = (df["t_s"] // bucket_s) * bucket_s
     per = df.groupby("bucket").agg(error_rate=("ok", lambda s: 1 - s.mean()), p50=("latency_ms", "median"),
                                    worst=("latency_ms", "max"))
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5.5))
-    top.bar(per.index, per["error_rate"] * 100, width=bucket_s * 0.9, align="edge", color="tab:red")
-    top.set_ylabel("failed requests (%)")
-    top.set_ylim(0, 105)
-    bottom.plot(per.index + bucket_s / 2, per["p50"], marker="o", label="p50")
-    bottom.plot(per.index + bucket_s / 2, per["worst"], marker=".", linestyle=":", label="slowest")
-    bottom.set_yscale("log")
-    bottom.yaxis.set_major_formatter(ScalarFormatter())
-    bottom.yaxis.set_minor_formatter(NullFormatter())
+    failed = int((~df["ok"]).sum())
+    if failed:
+        fig, (top, bottom) = _figure(2, height=5.5, sharex=True)
+        top.bar(per.index, per["error_rate"] * 100, width=bucket_s * 0.9, align="edge", color="tab:red",
+                label="failed requests (%)")
+        top.set_ylabel("failed (% of bucket)")
+        top.set_ylim(0, 105)
+        top.set_title(f"{title} — {failed} of {len(df)} requests failed")
+        panels = (top, bottom)
+    else:
+        fig, bottom = _figure()
+        bottom.set_title(f"{title} — 0 of {len(df)} requests failed")
+        panels = (bottom,)
+    bottom.plot(per.index + bucket_s / 2, per["p50"], marker="o", label="p50 latency")
+    bottom.plot(per.index + bucket_s / 2, per["worst"], marker=".", linestyle=":", label="slowest request")
+    _log_axis(bottom.yaxis)
     bottom.set_ylabel("latency (ms, log)")
-    bottom.set_xlabel("seconds since the traffic started")
-    bottom.legend(loc="upper right")
-    for ax in (top, bottom):
-        for _, mark in events.iterrows():
-            ax.axvline(mark["t_s"], color="black", linestyle="--", linewidth=1)
-    for _, mark in events.iterrows():
-        top.annotate(mark["event"], (mark["t_s"], 100), rotation=90, va="top", ha="right", fontsize=8)
-    top.set_title(title)
-    fig.tight_layout()
-    return fig
+    bottom.set_xlabel(f"seconds since the traffic started (s; {bucket_s:g} s buckets)")
+    if len(events):
+        ends = events["end_s"] if "end_s" in events else events["t_s"]
+        styles = itertools.cycle([("black", "--"), ("tab:purple", "-."), ("tab:green", "-"), ("tab:brown", ":")])
+        for ax in panels:
+            _shade(ax, float(events["t_s"].min()), float(ends.max()),
+                   label=f"fault window {events['t_s'].min():.2f}-{ends.max():.2f} s (measured)")
+        for (_, mark), (colour, line) in zip(events.iterrows(), styles):
+            took = mark.get("end_s", mark["t_s"]) - mark["t_s"]
+            label = f"{mark['event']} at {mark['t_s']:.2f} s" + (f" (took {took:.2f} s)" if took >= 0.05 else "")
+            for ax in panels:
+                ax.axvline(mark["t_s"], color=colour, linestyle=line, linewidth=1.2, label=label)
+    # the traffic's span: a fault that outlasts it (a slow restart) is shaded to the edge, its end in the legend
+    bottom.set_xlim(min(0.0, float(events["t_s"].min()) if len(events) else 0.0),
+                    max(float(df["t_s"].max()) + bucket_s, float(events["t_s"].max()) + 0.2 if len(events) else 0.0))
+    return _finish(fig)
 
 
 def cold_vs_warm_latency(df: pd.DataFrame, sor_latency_ms: float):
@@ -279,14 +432,14 @@ def cold_vs_warm_latency(df: pd.DataFrame, sor_latency_ms: float):
     ax = fig.axes[0]
     ax.axvline(sor_latency_ms, color="black", linestyle=":", linewidth=1.5,
                label=f"system of record's simulated latency ({sor_latency_ms:g} ms)")
-    ax.legend()
-    _plain_numbers(ax.xaxis)
-    return fig
+    for legend in fig.legends:
+        legend.remove()
+    return _finish(fig)
 
 
 def cache_hit_rate_lines(df: pd.DataFrame, by: str, x: str, xlabel: str, title: str):
     """Lesson 01: share of hits per bucket ``x``, one line per ``by`` (TTL, eviction policy)."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     for label, group in df.groupby(by, sort=False):
         rate = group.groupby(x)["hit"].mean() * 100
         ax.plot(rate.index, rate.values, marker=".", label=f"{label} (overall {group['hit'].mean():.0%})")
@@ -294,113 +447,107 @@ def cache_hit_rate_lines(df: pd.DataFrame, by: str, x: str, xlabel: str, title: 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("cache hit rate (%)")
     ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def round_trips_vs_n(df: pd.DataFrame):
     """Lesson 01: median time to read N values — N GETs vs one MGET vs one pipeline (log-log)."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     for method, group in df.groupby("method", sort=False):
         median = group.groupby("n")["latency_ms"].median()
         ax.plot(median.index, median.values, marker="o", label=method)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _plain_numbers(ax.xaxis, ax.yaxis)
+    _log_axis(ax.xaxis)
+    _log_axis(ax.yaxis)
     ax.set_xlabel("values read (N, log scale)")
     ax.set_ylabel("median time for all N (ms, log scale)")
     ax.set_title("One round trip per value vs one round trip for all")
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def hit_counters(df: pd.DataFrame):
     """Lesson 01: hits and misses as the service counted them and as Redis's INFO counted them."""
-    fig, ax = plt.subplots()
+    fig, ax = _figure(height=3.2)
     labels = df["counted by"].tolist()
     ax.barh(labels, df["hits"], color="tab:green", label="hits")
     ax.barh(labels, df["misses"], left=df["hits"], color="tab:orange", label="misses")
     for i, row in df.reset_index(drop=True).iterrows():
         ax.text(row["hits"] + row["misses"], i, f"  hit rate {row['hit_rate']:.1%}", va="center")
-    ax.set_xlabel("lookups during the run")
+    ax.set_xlabel("lookups during the run (count)")
     ax.set_title("The same traffic, counted by the service and by Redis")
-    ax.legend(loc="lower right")
     ax.set_xlim(0, (df["hits"] + df["misses"]).max() * 1.35)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 # --- lessons 03 and 05: discovery and the gateway -----------------------------------------------------
 
-def _traffic_over_time(df: pd.DataFrame, title: str, marks: dict[str, tuple[str, str, str]], bucket_s: float):
-    """Requests per second per instance (stacked), failed requests per second (red), milestones as lines."""
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    bucket = (df["t_s"] // bucket_s) * bucket_s
-    served = df[df["ok"]].groupby([bucket[df["ok"]], "served_by"]).size().unstack(fill_value=0) / bucket_s
-    if not served.empty:
-        ax.stackplot(served.index, served.T.values, labels=served.columns, alpha=0.75, step="post")
-    # Failures are drawn even when there are none: a flat red line at 0 is the result, not a missing series.
-    failed = (df[~df["ok"]].groupby(bucket[~df["ok"]]).size() / bucket_s).reindex(
-        sorted(bucket.unique()), fill_value=0)
-    ax.step(failed.index, failed.values, where="post", color="red", linewidth=2.5, zorder=4,
-            label=f"failed ({int((~df['ok']).sum())} of {len(df)})")
+def _traffic_over_time(df: pd.DataFrame, title: str, marks: dict[str, tuple[str, str, str]]):
+    """One row per instance with a tick for every request it served, at the time the request was sent —
+    no binning, so nothing appears before it happened; failed requests on a red row; milestones as lines
+    at the times they were measured."""
+    ok = df["ok"].astype(bool)
+    served = df[ok]
+    names = _lab_instance_names()
+    instances = sorted(served["served_by"].unique(), key=lambda i: instance_label(i, names))
+    rows = [(instance_label(i, names), served.loc[served["served_by"] == i, "t_s"], "tab:blue") for i in instances]
+    failed = int((~ok).sum())
+    rows.append((f"failed ({failed} of {len(df)})", df.loc[~ok, "t_s"], "red"))
+    fig, ax = _figure(height=1.6 + 0.45 * len(rows), width=10)
+    for y, (label, times, colour) in enumerate(rows):
+        ax.scatter(times, np.full(len(times), y), marker="|", s=120, color=colour, linewidths=1, zorder=3)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    milestones = df.attrs.get("milestones", {})
     for name, (colour, line, text) in marks.items():
-        t = df.attrs.get("milestones", {}).get(name)
+        t = milestones.get(name)
         if t is not None:
-            ax.axvline(t, color=colour, linestyle=line, linewidth=1.5, label=f"{text} ({t:.2f} s)")
-    top = ax.get_ylim()[1]
-    ax.set_ylim(-0.02 * top, top)  # lift the x axis a little, so a red line at 0 stays visible
-    ax.set_xlabel("seconds since the traffic started")
-    ax.set_ylabel("requests per second")
+            ax.axvline(t, color=colour, linestyle=line, linewidth=1.5, label=f"{text} at {t:.2f} s")
+    ax.set_xlabel("seconds since the traffic started (request sent at, s)")
+    ax.set_ylabel("served by (one tick per request)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
-def kill_timeline(df: pd.DataFrame, bucket_s: float = 0.25):
-    """Lesson 03: requests per instance (stacked) and failed requests per time bucket around a SIGKILL,
-    with the moments the gateway and the registry noticed marked."""
-    marks = {"killed": ("black", "-", "SIGKILL"), "gateway_stops_routing": ("black", "--", "gateway stops routing"),
+def kill_timeline(df: pd.DataFrame, bucket_s: float | None = None):
+    """Lesson 03: which instance served each request, and which failed, around a SIGKILL, with the moments
+    the gateway and the registry noticed marked. (``bucket_s`` is accepted for old callers; nothing is binned.)"""
+    marks = {"killed": ("black", "-", "SIGKILL"), "gateway_stops_routing": ("tab:orange", "--", "gateway stops routing"),
              "registry_expires": ("purple", ":", "registration expired")}
-    return _traffic_over_time(df, "One of three instances SIGKILLed under traffic", marks, bucket_s)
+    return _traffic_over_time(df, "One of three instances SIGKILLed under traffic", marks)
 
 
-def rejoin_timeline(df: pd.DataFrame, bucket_s: float = 0.25):
+def rejoin_timeline(df: pd.DataFrame, bucket_s: float | None = None):
     """Lesson 03: the same view while a stopped instance starts again and rejoins."""
     marks = {"restarted": ("green", "-", "restart begins"), "registered": ("purple", ":", "registered in Redis"),
-             "gateway_routes": ("black", "--", "gateway routes to it")}
-    return _traffic_over_time(df, "The instance starts again and rejoins under traffic", marks, bucket_s)
+             "gateway_routes": ("tab:orange", "--", "gateway routes to it")}
+    return _traffic_over_time(df, "The instance starts again and rejoins under traffic", marks)
 
 
 def requests_per_instance(df: pd.DataFrame):
     """Lesson 05: how many requests each instance served, one group of bars per strategy."""
-    table = df.groupby(["strategy", "served_by"], sort=False).size().unstack(fill_value=0)
-    fig, ax = plt.subplots()
+    names = _lab_instance_names()
+    labelled = df.assign(served_by=df["served_by"].map(lambda i: instance_label(i, names)))
+    table = labelled.groupby(["strategy", "served_by"], sort=False).size().unstack(fill_value=0)
+    fig, ax = _figure()
     table.plot.bar(ax=ax, rot=0)
     ax.set_xlabel("balancing strategy")
-    ax.set_ylabel("requests served")
+    ax.set_ylabel("requests served (count)")
     ax.set_title("Requests per instance, per strategy (X-Served-By)")
-    ax.legend(title="instance", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title="instance")
 
 
 def p99_per_strategy(df: pd.DataFrame, slow_instance: str | None = None):
     """Lesson 05: p50, p90 and p99 latency per strategy when one instance is slow."""
     table = df.groupby("strategy", sort=False)["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack()
     table.columns = ["p50", "p90", "p99"]
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     table.plot.bar(ax=ax, rot=0, color=["tab:blue", "tab:green", "tab:orange"])
     for i, value in enumerate(table["p99"]):
         ax.annotate(f"{value:.0f}", (i + 0.17, value), ha="center", va="bottom", fontsize=8)
     ax.set_xlabel("balancing strategy")
     ax.set_ylabel("latency through the gateway (ms)")
+    ax.set_ylim(0, table.to_numpy().max() * 1.12)
     ax.set_title("One slow instance" + (f" ({slow_instance})" if slow_instance else "") + ": latency per strategy")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def rate_limit_over_time(df: pd.DataFrame, limit: int | None = None):
@@ -408,66 +555,93 @@ def rate_limit_over_time(df: pd.DataFrame, limit: int | None = None):
     second = df["t_s"].astype(int)
     table = df.groupby([second, df["allowed"].map({True: "allowed", False: "refused (429)"})]).size().unstack(
         fill_value=0)
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     colours = {"allowed": "tab:green", "refused (429)": "tab:red"}
     table.plot.bar(ax=ax, stacked=True, rot=0, color=[colours[c] for c in table.columns])
     if limit is not None:
         ax.axhline(limit, linestyle="--", color="grey", label=f"limit ({limit} per window)")
-        ax.legend()
-    ax.set_xlabel("second of the run")
-    ax.set_ylabel("requests")
+    ax.set_xlabel("second of the run (s)")
+    ax.set_ylabel("requests (count)")
     ax.set_title("Sliding-window rate limiter at the gateway")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def stale_vs_hit_rate(summary: pd.DataFrame):
-    """Lesson 06: one point per coherence strategy — how often it hit, how often it returned a stale value."""
-    fig, ax = plt.subplots()
-    for strategy, row in summary.iterrows():
-        ax.scatter(row["hit_rate"] * 100, row["stale_rate"] * 100, s=60)
-        ax.annotate(strategy, (row["hit_rate"] * 100, row["stale_rate"] * 100), textcoords="offset points",
-                    xytext=(6, 4), fontsize=9)
+    """Lesson 06: one point per coherence strategy — how often it hit, how often it returned a stale value.
+    Named in the legend, not beside the point: two strategies on the same point cannot print over each other
+    (their markers shrink in turn so both stay visible, and the title says which coincide)."""
+    fig, ax = _figure()
+    markers = itertools.cycle(["o", "s", "D", "^", "v", "P", "X"])
+    sizes = np.linspace(220, 40, max(2, len(summary)))
+    points = {}
+    colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (strategy, row), marker, size, colour in zip(summary.iterrows(), markers, sizes, colours):
+        x, y = row["hit_rate"] * 100, row["stale_rate"] * 100
+        ax.scatter([x], [y], s=size, marker=marker, facecolors="none" if size > 100 else colour, edgecolors=colour,
+                   linewidths=1.8, label=f"{strategy} ({x:.0f}% hits, {y:.1f}% stale)", zorder=3)
+        points.setdefault((round(x), round(y, 1)), []).append(str(strategy))
+    same = [" and ".join(names) for names in points.values() if len(names) > 1]
     ax.set_xlabel("cache hit rate (%)")
     ax.set_ylabel("stale reads (% of reads)")
-    ax.set_title("Coherence strategies: hit rate vs stale reads (same workload)")
+    ax.set_title("Coherence strategies: hit rate vs stale reads (same workload)"
+                 + (f"\non the same point: {'; '.join(same)}" if same else ""))
     ax.set_ylim(bottom=-2)
-    fig.tight_layout()
-    return fig
+    ax.set_xlim(-3, 103)
+    return _finish(fig, title="strategy")
 
 
 def staleness_windows(reads: pd.DataFrame):
     """Lesson 06: for the stale reads of each strategy, how long the value had already been replaced (ms)."""
     stale = reads[reads["stale"] & (reads["staleness_ms"] > 0)]
     strategies = [s for s in reads["strategy"].unique() if s in set(stale["strategy"])]
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     if strategies:
         ax.boxplot([stale.loc[stale["strategy"] == s, "staleness_ms"] for s in strategies], whis=(1, 99),
                    showfliers=False)
-        ax.set_xticks(range(1, len(strategies) + 1), strategies, rotation=20)
-        ax.set_yscale("log")
-        _plain_numbers(ax.yaxis)
+        ax.set_xticks(range(1, len(strategies) + 1), strategies)
+        _log_axis(ax.yaxis)
     none = [s for s in reads["strategy"].unique() if s not in strategies]
+    ax.set_xlabel("coherence strategy")
     ax.set_ylabel("staleness window (ms, log)")
     ax.set_title("How stale the stale reads were (box p25-p75, whiskers p1-p99)"
                  + (f"\nno stale read: {', '.join(none)}" if none else ""))
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def stampede_loads(loads: pd.DataFrame):
     """Lesson 06: system-of-record loads per refresh of a hot key under many concurrent readers."""
     per = loads.groupby(["protection", "refresh"], sort=False).size().rename("loads").reset_index()
-    fig, ax = plt.subplots()
+    fig, ax = _figure()
     protections = list(per["protection"].unique())
     means = [per.loc[per["protection"] == p, "loads"].mean() for p in protections]
     bars = ax.bar(protections, means, color=["tab:red", "tab:green", "tab:blue"][:len(protections)])
     for bar, mean in zip(bars, means):
         ax.annotate(f"{mean:.1f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom")
-    ax.set_yscale("log")
-    _plain_numbers(ax.yaxis)
+    _log_axis(ax.yaxis)
+    ax.set_ylim(top=max(means) * 2)
     ax.set_xlabel("stampede protection")
-    ax.set_ylabel("loads on the system of record per refresh (log)")
+    ax.set_ylabel("SoR loads per refresh (log)")
     ax.set_title("A hot key expires under concurrent readers")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
+
+
+# --- lesson 08: resilience ------------------------------------------------------------------------------
+
+def keys_before_after(counts: pd.DataFrame):
+    """Lesson 08: keys of each kind in Redis before and after a memory squeeze, per eviction policy.
+    ``counts``: index (policy, kind), columns ``before`` and ``after``. Horizontal bars: long labels fit."""
+    table = counts[["before", "after"]].copy()
+    table.index = [f"{policy}: {kind}" for policy, kind in table.index]
+    table = table.iloc[::-1]
+    fig, ax = _figure(height=max(3.0, 0.42 * len(table) + 1.3))
+    y = np.arange(len(table))
+    ax.barh(y + 0.2, table["before"], 0.4, color="tab:grey", label="before the squeeze")
+    ax.barh(y - 0.2, table["after"], 0.4, color="tab:blue", label="after the squeeze")
+    for i, (before, after) in enumerate(zip(table["before"], table["after"])):
+        if after != before:
+            ax.text(max(before, after), i, f"  {after - before:+d}", va="center", fontsize=8)
+    ax.set_yticks(y, table.index)
+    ax.set_xlim(0, table.to_numpy().max() * 1.18 or 1)
+    ax.set_xlabel("keys in Redis (count)")
+    ax.set_title("Keys of each kind before and after the squeeze")
+    return _finish(fig)

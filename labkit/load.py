@@ -386,10 +386,15 @@ async def _warm(session: aiohttp.ClientSession, target: _Target) -> None:
 
 
 def _progress_bar(total_s: float, label: str):
-    from tqdm import tqdm  # the text bar: works in a terminal and a notebook alike (no ipywidgets here)
+    """The text bar (no ipywidgets here). In a terminal it goes to stderr, as progress output should; in a
+    notebook to stdout, because a notebook shows anything on stderr as a pink error box."""
+    import sys
 
+    from tqdm import tqdm
+
+    in_notebook = "ipykernel" in sys.modules
     return tqdm(total=round(total_s, 1), desc=label, unit="s", bar_format="{desc}: {bar} {n:.1f}/{total:.1f} s{postfix}",
-                leave=True)
+                leave=True, file=sys.stdout if in_notebook else sys.stderr)
 
 
 async def _tick(bar, t0: float, done) -> None:

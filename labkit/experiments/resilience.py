@@ -25,7 +25,7 @@ from services.patterns.envelope import Event, EventType
 from .. import procs
 from ..errors import PortBusyError
 from ..auth import gateway_headers
-from ..lab import Lab, start_all
+from ..lab import Lab, start_all, stop_all
 from . import run_async
 
 
@@ -36,8 +36,10 @@ def private_settings(run_dir: Path) -> Settings:
 
 
 def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float | None = None) -> Lab:
-    """Start a lab on ports picked now; if one is taken before its server binds it, try fresh ports
-    (``start_all`` has already stopped what it started)."""
+    """A whole second lab, started fresh on ports picked now. Whatever an interrupted earlier run left in
+    ``run_dir`` is stopped first (reusing it would mix its ports with the new ones); if a port is taken before
+    its server binds it, fresh ports are tried (``start_all`` has already stopped what it started)."""
+    stop_all(private_settings(run_dir))
     for _ in range(attempts - 1):
         try:
             return start_all(private_settings(run_dir), timeout=timeout)
@@ -65,14 +67,15 @@ async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | Non
                     created = json.loads(payload).get("id")
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 status = 599 if isinstance(exc, asyncio.TimeoutError) else 598
-            rows.append({"t_s": intended, "kind": kind, "status": status, "created": created,
+            rows.append({"t_s": intended, "kind": kind, "path": f"{method} {path}", "status": status, "created": created,
                          "latency_ms": (time.monotonic() - started) * 1000, "ok": status < 500})
 
         async def run_events(t0: float):
             for at, label, action in events:
                 await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+                began = time.monotonic() - t0  # the moment the fault began, not when its helper returned
                 await loop.run_in_executor(None, action)
-                marks.append({"t_s": time.monotonic() - t0, "event": label})
+                marks.append({"t_s": began, "end_s": time.monotonic() - t0, "event": label})
 
         t0 = time.monotonic()
         event_task = asyncio.create_task(run_events(t0))
@@ -93,7 +96,8 @@ def traffic_around_fault(settings: Settings, requests: list[tuple[str, str, dict
                          events: list[tuple[float, str, Callable[[], object]]], rate: float = 40,
                          duration_s: float = 8, timeout_s: float = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Send ``requests`` (method, path, json) round-robin at ``rate``/s for ``duration_s``; run each
-    ``(at_s, label, action)`` event on schedule. Returns (one row per request, one row per event)."""
+    ``(at_s, label, action)`` event on schedule. Returns (one row per request, one row per event: ``t_s`` when
+    the action began, ``end_s`` when it returned — a restart takes a while)."""
     rows, marks = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s))
     return pd.DataFrame(rows).sort_values("t_s").reset_index(drop=True), pd.DataFrame(marks)
 
@@ -117,3 +121,113 @@ def wait_for_audit(redis_client, claim_ids: list[str], timeout_s: float = 20) ->
         if (audit["submitted_events"] >= 1).all() or time.monotonic() - started > timeout_s:
             return audit, time.monotonic() - started
         time.sleep(0.2)
+
+
+#: What a squeeze counts in Redis, by key pattern.
+def squeeze_kinds() -> dict[str, str]:
+    return {"cached copies": keys.cache_prefix() + "*", "audit trails": keys.subject_history("claims", "*"),
+            "sessions": keys.session("*"), "service registrations": keys.registry_instance("*", "*")}
+
+
+def squeeze_memory(lab: Lab, eviction_policy: str, policy_id: str, claims: int = 10, ballast: int = 60,
+                   headroom_bytes: int = 256 * 1024, audit_timeout_s: float = 10) -> dict:
+    """Redis short of memory: set ``maxmemory`` to what it uses now plus ``headroom_bytes`` under
+    ``eviction_policy`` (``faults.shrink_redis_memory``: CONFIG SET maxmemory-policy, CONFIG SET maxmemory),
+    write ``ballast`` values of 50 kB (other data arriving), count what is left in Redis, submit ``claims``
+    claims through the gateway, then restore the memory settings and wait for the claims' events.
+
+    Returns the key counts before and after, how many ballast writes Redis refused, each claim request's
+    answer (status, error code), the claims the system of record holds (asked after memory was restored, so
+    a claim written although its request failed would show), and how many of those got their event."""
+    from .. import faults
+    import httpx
+    import redis
+
+    client = lab.redis_client()
+    kinds = squeeze_kinds()
+
+    def count(pattern):
+        return sum(1 for _ in client.scan_iter(pattern, count=500))
+
+    for user in ("alice", "bob", "ada", "joe"):  # some sessions worth keeping (one fresh client each)
+        httpx.post(f"{lab.gateway_url}/api/auth/login", json={"username": user, "password": f"{user}-lab-pw"})
+    for i in range(120):  # some cached copies
+        lab.client.get(f"/api/policies/POL-{(i % 40) + 1:06d}")
+    before = {kind: count(pattern) for kind, pattern in kinds.items()}
+    marker = f"squeezed under {eviction_policy} {time.monotonic_ns()}"
+    limit = client.info("memory")["used_memory"] + headroom_bytes
+    old = faults.shrink_redis_memory(str(limit), eviction_policy, lab.settings)
+    refused, answers = 0, []
+    try:
+        for i in range(ballast):
+            try:
+                client.set(keys.exercise("08", f"ballast:{i}"), "x" * 50_000)
+            except redis.exceptions.OutOfMemoryError:
+                refused += 1
+        after = {kind: count(pattern) for kind, pattern in kinds.items()}  # what the squeeze left
+        for _ in range(claims):
+            response = lab.client.post("/api/claims", json={"policy_id": policy_id, "amount_cents": 500,
+                                                            "description": marker})
+            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            answers.append({"status": response.status_code, "id": body.get("id"),
+                            "error": (body.get("error") or {}).get("code") if isinstance(body, dict) else None})
+    finally:
+        client.delete(*[keys.exercise("08", f"ballast:{i}") for i in range(ballast)])
+        faults.restore_redis_memory(old, lab.settings)
+    stored = [c["id"] for c in _claims_of(lab, policy_id) if c.get("description") == marker]
+    audit, _ = wait_for_audit(client, stored, timeout_s=audit_timeout_s) if stored else (
+        pd.DataFrame(columns=["claim", "submitted_events"]), 0.0)
+    return {"policy": eviction_policy, "before": before, "after": after, "ballast_refused": refused,
+            "answers": pd.DataFrame(answers, columns=["status", "id", "error"]), "stored": stored,
+            "with_event": int((audit["submitted_events"] == 1).sum())}
+
+
+def _claims_of(lab: Lab, policy_id: str) -> list[dict]:
+    items, offset = [], 0
+    while True:
+        page = lab.client.get("/api/claims", params={"policy_id": policy_id, "limit": 100, "offset": offset}).json()
+        items += page.get("items", [])
+        if len(page.get("items", [])) < 100:
+            return items
+        offset += 100
+
+
+STATUS_MEANING = {599: "timed out", 598: "connection failed", 502: "502 bad gateway", 503: "503 unavailable",
+                  504: "504 gateway timeout", 500: "500 error"}
+
+
+def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float = 3,
+                   expect_ok: tuple[str, ...] = ("read", "write"), began_s: float | None = None) -> str:
+    """The lesson's claims about one fault, checked on its own numbers and said in words: which requests
+    failed and how, whether any hung past its timeout, whether every committed claim has exactly one event.
+    ``expect_ok``: the kinds of request the lesson says keep working through this fault; ``began_s``: when
+    the fault began (failures before it are counted apart)."""
+    failed = requests[~requests["ok"]]
+    worst = requests["latency_ms"].max() / 1000
+    how = failed.groupby(["kind", "status"]).size()
+    lines = [f"{len(failed)} of {len(requests)} requests failed"
+             + (": " + ", ".join(f"{n} {kind}s {STATUS_MEANING.get(status, status)}" for (kind, status), n in how.items())
+                if len(failed) else "")]
+    if began_s is not None and (early := int((failed["t_s"] < began_s).sum())):
+        lines.append(f"{early} of these failed BEFORE the fault began at {began_s:.2f} s: the lab had not recovered "
+                     "from the previous experiment, or the machine is too busy — they are not the fault's doing")
+    for kind in expect_ok:
+        n = int((failed["kind"] == kind).sum())
+        if n:
+            lines.append(f"NOT what the lesson expects: {n} {kind}s failed, where {kind}s should keep working through "
+                         "this fault" + (f" — they waited past the {timeout_s:g} s timeout: the fallback was slower "
+                                         "than the timeout in this run (on a machine busy with other work everything is slower: run it again)"
+                                         if (failed.loc[failed['kind'] == kind, 'status'] == 599).all() else ""))
+        elif (requests["kind"] == kind).any():
+            lines.append(f"every {kind} succeeded, as the lesson expects")
+    lines += [
+             f"slowest answer {worst:.2f} s: " + ("no request hung past its timeout" if worst <= timeout_s + 0.5
+                                                   else f"longer than the {timeout_s:g} s timeout (a busy machine?)")]
+    if len(audit):
+        counts = audit["submitted_events"].value_counts().to_dict()
+        exact = counts.get(1, 0)
+        lines.append(f"{exact} of {len(audit)} committed claims have exactly one claim.submitted event"
+                     + ("" if exact == len(audit) else f" (events per claim: {counts})"))
+    else:
+        lines.append("no claim was committed during this run, so the audit check has nothing to check")
+    return "\n".join(lines)

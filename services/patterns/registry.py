@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from services.core import keys
 from services.core.redis_client import REDIS_DOWN
@@ -108,14 +109,16 @@ async def list_instances(r: aioredis.Redis, service: str) -> list[Instance]:
 async def heartbeat_forever(r: aioredis.Redis, instance: Instance, interval_s: float, ttl_s: float) -> None:
     """Renew the registration every ``interval_s`` until cancelled.
 
-    Redis being down is not fatal: the service keeps serving from its system of record and this loop
-    keeps trying, so the instance registers (and is announced) as soon as Redis is back.
+    Redis being down — or up and refusing writes (``OOM`` under ``noeviction``) — is not fatal: the service
+    keeps serving from its system of record and this loop keeps trying, so the instance registers (and is
+    announced) as soon as Redis takes writes again. A loop that died on the first error reply would leave
+    the instance out of the registry for good.
     """
     while True:
         try:
             if await register_instance(r, instance, ttl_s):
                 log.info("registered %s at %s", instance.instance_id, instance.base_url)
-        except REDIS_DOWN as exc:
+        except (*REDIS_DOWN, RedisError) as exc:  # down, or up and refusing the write (OOM under noeviction)
             log.warning("heartbeat of %s failed (%s); retrying in %.1f s", instance.instance_id,
                         type(exc).__name__, interval_s)
         await asyncio.sleep(interval_s)

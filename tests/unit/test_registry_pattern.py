@@ -100,3 +100,30 @@ def test_heartbeat_survives_an_unreachable_redis_and_keeps_trying():
         return still_running
 
     assert asyncio.run(body())
+
+
+def test_heartbeat_survives_redis_refusing_a_write_and_registers_once_it_accepts_again(redis_url):
+    """Redis up but refusing the write (OOM under ``noeviction``, here a WRONGTYPE on the index, which fails
+    the same way: an error reply, not a lost connection). The loop must not die: lesson 08 saw every
+    instance vanish from the registry for good after one squeeze, because the heartbeat task had crashed."""
+    instance = an_instance(port=4107)
+    index = keys.registry_index(instance.service)
+
+    async def body(r):
+        await r.set(index, "not a sorted set")  # every ZADD on it answers an error
+        task = asyncio.create_task(registry.heartbeat_forever(r, instance, interval_s=0.05, ttl_s=2))
+        try:
+            await asyncio.sleep(0.4)
+            survived = not task.done()
+            await r.delete(index)  # Redis accepts the write again
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not await r.zscore(index, instance.instance_id):
+                await asyncio.sleep(0.05)
+            return survived, await r.zscore(index, instance.instance_id)
+        finally:
+            task.cancel()
+            await r.delete(index, keys.registry_instance(instance.service, instance.instance_id))
+
+    survived, score = run(redis_url, body)
+    assert survived, "the heartbeat task died on an error reply"
+    assert score is not None, "the instance did not register again once Redis accepted writes"
