@@ -43,7 +43,7 @@ async def identity_for(state, cookie_header: str | None, authorization: str | No
     if session is None:
         return None
     return {"sub": session.user_id, "roles": list(session.roles), "customer_id": session.customer_id,
-            "sid": session.id[:8]}
+            "sid": session.digest[:8]}
 
 
 #: A signed identity stays valid for a minute (``identity.verify_identity``); reusing one for this long

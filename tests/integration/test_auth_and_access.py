@@ -9,6 +9,7 @@ import pytest
 from labkit import procs
 from services.core import keys
 from services.patterns.identity import sign_identity
+from services.patterns.sessions import session_key
 
 PASSWORDS = {"alice": "alice-lab-pw", "bob": "bob-lab-pw", "ada": "ada-lab-pw", "joe": "joe-lab-pw"}
 
@@ -57,9 +58,10 @@ def test_the_session_lives_in_redis_with_an_idle_ttl(login, r, settings):
     client = login("alice")
     session_id = client.cookies["lab_session"]
     assert len(session_id) >= 43
-    stored = r.hgetall(keys.session(session_id))
+    stored = r.hgetall(session_key(session_id))
     assert stored["user_id"] == "u-alice" and stored["roles"] == "customer"
-    assert 0 < r.ttl(keys.session(session_id)) <= settings.session_idle_s
+    assert 0 < r.ttl(session_key(session_id)) <= settings.session_idle_s
+    assert not r.exists(keys.session(session_id))  # the key is a digest of the cookie, never the cookie
 
 
 def test_customer_sees_only_her_own_records(login, api):
@@ -118,10 +120,10 @@ def test_login_rotates_a_planted_session_id(anonymous, r):
     body = {"username": "alice", "password": PASSWORDS["alice"]}
     planted = anonymous.post("/api/auth/login", json=body, headers={"cookie": "lab_session=attacker-chose-this"})
     first = planted.cookies["lab_session"]
-    assert first != "attacker-chose-this" and not r.exists(keys.session("attacker-chose-this"))
+    assert first != "attacker-chose-this" and not r.exists(session_key("attacker-chose-this"))
     again = anonymous.post("/api/auth/login", json=body, headers={"cookie": f"lab_session={first}"})
     second = again.cookies["lab_session"]
-    assert second != first and not r.exists(keys.session(first)) and r.exists(keys.session(second))
+    assert second != first and not r.exists(session_key(first)) and r.exists(session_key(second))
 
 
 def test_logout_and_log_out_everywhere(login):
