@@ -35,7 +35,7 @@ def pytest_sessionstart(session):
     })
     import labkit
 
-    _started["lab"] = labkit.start_all(detached=False)
+    _started["lab"] = labkit.start_all(detached=False, timeout=120)  # a loaded machine imports slowly
     _started["run_dir"] = run_dir
     from labkit.seed import seed
 

@@ -56,6 +56,7 @@ class Upstream:
     failures_in_row: int = 0
     successes_in_row: int = 0
     last_error: str | None = None
+    registered: bool = True  # its id is the one it registered under (StaticUpstreams' ids are made up here)
 
     def describe(self) -> dict:
         return {"instance": self.instance_id, "url": self.base_url, "healthy": self.healthy,
@@ -142,7 +143,8 @@ class StaticUpstreams(Upstreams):
         super().__init__(settings)
         for service in ROUTES.values():
             instance_id = f"{service}@{settings.advertised_host}:{settings.port_of(service)}"
-            self.instances[service][instance_id] = Upstream(service, instance_id, settings.url_of(service))
+            self.instances[service][instance_id] = Upstream(service, instance_id, settings.url_of(service),
+                                                            registered=False)
 
 
 class RegistryUpstreams(Upstreams):

@@ -106,12 +106,14 @@ def test_roles_decide_who_changes_what(login, api):
 def test_a_forged_identity_straight_to_a_service_is_refused(settings):
     url = settings.url_of("claims") + "/claims"
     assert httpx.get(url).status_code == 401
-    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret")
+    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret", issuer="gateway",
+                           audience="claims", method="GET", path="/claims")
     assert httpx.get(url, headers={"x-lab-identity": forged}).status_code == 401
 
 
 def test_an_identity_header_sent_to_the_gateway_is_ignored(anonymous, settings):
-    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret")
+    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret", issuer="gateway",
+                           audience="claims", method="GET", path="/claims")
     assert anonymous.get("/api/claims", headers={"x-lab-identity": forged}).status_code == 401
 
 
@@ -176,7 +178,7 @@ def test_a_session_works_through_another_gateway_instance(login, settings, lab, 
     proc = procs.spawn("gateway-2", [sys.executable, "-m", "services.run", "gateway", "--port", str(port)], env,
                        tmp_path / "gw2.log", detached=False)
     try:
-        procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, tmp_path / "gw2.log")
+        procs.wait_healthy("gateway", f"http://127.0.0.1:{port}", proc, tmp_path / "gw2.log", timeout=120)
         other = httpx.get(f"http://127.0.0.1:{port}/api/customers/CUS-000001",
                           cookies={"lab_session": alice.cookies["lab_session"]}, timeout=5)
         assert other.status_code == 200 and other.json()["id"] == "CUS-000001"

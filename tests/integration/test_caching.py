@@ -198,7 +198,8 @@ def _spawn_customer(tmp_path, settings, **env_overrides):
     log = tmp_path / "customer.log"
     proc = procs.spawn("customer", argv, env, log, detached=False)
     procs.wait_healthy("customer", f"http://127.0.0.1:{port}", proc, log)
-    return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
+    return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings, "customer"),
+                              timeout=10)
 
 
 def test_reads_fail_open_to_the_system_of_record_when_redis_is_unreachable(settings, tmp_path):

@@ -164,7 +164,8 @@ def test_writes_commit_while_redis_is_down_and_their_events_arrive_after(setting
                LAB_INTERNAL_SECRET=settings.shared_secret(), LAB_REDIS_PORT=str(private.redis_port))
     proc = procs.spawn("customer", [sys.executable, "-m", "services.run", "customer", "--port", str(port)], env,
                        tmp_path / "customer.log", detached=False)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings, "customer"),
+                          timeout=10)
     body = {"name": "Offline Olga", "email": "olga@example.com", "date_of_birth": "1970-01-01"}
     try:
         procs.wait_healthy("customer", f"http://127.0.0.1:{port}", proc, tmp_path / "customer.log")
