@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 from services.core import acl, credentials
 from services.core.settings import SERVICE_NAMES, Settings, get_settings
@@ -75,6 +76,14 @@ class Lab:
         if self.redis is None:
             raise LabkitError("Redis is not running: call labkit.start_all() first")
         return self.redis.client(**kwargs)
+
+    def redis_client_as(self, service: str, **kwargs):
+        """A client that connects as ``service``'s own Redis user (``lab-<service>``): exactly what that
+        service's process is given, to see what a compromised service could reach (lesson 04)."""
+        if self.redis is None or not self.redis.managed:
+            raise LabkitError("per-service Redis users exist only on the server labkit starts")
+        url = acl.service_url(self.settings.model_copy(update={"redis_url": self.redis.url}), service)
+        return redis.Redis.from_url(url, decode_responses=True, **kwargs)
 
     @property
     def healthy(self) -> bool:

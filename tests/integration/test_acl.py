@@ -49,6 +49,8 @@ def test_a_compromised_policy_service_can_neither_list_nor_read_nor_forge_a_sess
     with pytest.raises(redis.exceptions.NoPermissionError):
         policy.scan(0, match=keys.session("*"))
     with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.randomkey()
+    with pytest.raises(redis.exceptions.NoPermissionError):
         policy.get(keys.session("0" * 64))
     for crafted in ("x{lab:stream:policies}", "{lab:stream:policies}", "a" * 43):
         with pytest.raises(redis.exceptions.NoPermissionError):

@@ -201,3 +201,13 @@ def test_a_peer_may_speak_only_for_itself(settings):
                                ({"sub": "service:policy", "roles": ["system"]}, 401)):
         header = sign_identity(identity, key, issuer="claims", audience="policy", method="GET", path=path)
         assert httpx.get(url, headers={HEADER: header}).status_code == expected, identity
+
+
+def test_labkits_reusable_header_opens_only_the_service_it_names(settings):
+    """``lab.service_headers("policy")``: for timing loops, reusable, but policy's alone."""
+    from labkit.auth import service_headers
+
+    headers = service_headers(settings, "policy")
+    policy = settings.url_of("policy") + "/policies/POL-000001"
+    assert [httpx.get(policy, headers=headers).status_code for _ in range(3)] == [200, 200, 200]
+    assert httpx.get(settings.url_of("claims") + "/claims", headers=headers).status_code == 401
