@@ -1,7 +1,7 @@
 """The gateway's check on every /api request: which identity to forward, if any.
 
 Two ways in: the ``lab_session`` cookie a login set (a person), or ``Authorization: Bearer <lab api key>``
-(labkit, the tests, curl — the lab's system user; the key is derived from the lab's secret, see
+(labkit, the tests, curl — the lab's system user; labkit derives the key and hands it to the gateway, see
 ``Settings.api_key``). Whatever identity a client sent itself in ``X-Lab-Identity`` is dropped: only the
 gateway's own signature counts.
 """

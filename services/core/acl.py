@@ -1,8 +1,11 @@
 """Least privilege in Redis: one ACL user per service, allowed only its own keys and the event channels.
 
 When labkit starts the lab's own server it creates these users (and gives ``default`` a password), and
-every service connects as its own user. So the policy service *cannot* read a session or the claims
-stream, whatever bug or injection it suffers — Redis refuses with NOPERM. With ``REDIS_URL`` pointing at
+every service connects as its own user — the only Redis credentials its process is given. So the policy
+service *cannot* read a session or the claims stream, whatever bug or injection it suffers — Redis refuses
+with NOPERM. Each pattern starts with a fixed key type, so no crafted name (braces, ``*``, ``:``) can make
+one kind of key match another's rule (``tests/unit/test_acl_schema.py`` asks the server about every key the
+schema can build). With ``REDIS_URL`` pointing at
 your own server, ``labkit acl`` prints the same ``ACL SETUSER`` lines to apply there.
 
 The patterns come from the key schema (``keys.py``), never typed twice. Everything a service may not
@@ -31,7 +34,8 @@ def username(service: str) -> str:
 
 
 def password(settings: Settings, user: str) -> str:
-    """Derived from the lab's secret, so every lab process can compute it and no file holds it."""
+    """Derived from the lab's master secret: labkit computes it and hands each service only its own
+    (inside its ``REDIS_URL``); the server reads them all from a 0600 ACL file in the run directory."""
     return hmac.new(settings.shared_secret().encode(), f"redis-user:{user}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
