@@ -34,7 +34,8 @@ def main(argv=None) -> dict:
         seed()
         policy = "/policies/POL-000001"
         lab.service_client("policy").get(policy)  # make sure the copy is there: every measured read is a HIT
-        contenders = {"cached, direct": (f"{lab.settings.url_of('policy')}{policy}", lab.service_headers),
+        contenders = {"cached, direct": (f"{lab.settings.url_of('policy')}{policy}",
+                                         lambda: lab.service_headers("policy")),
                       "cached, via gateway": (f"{lab.gateway_url}/api{policy}", lab.gateway_headers),
                       "service's cache, via gateway (no-cache)": (f"{lab.gateway_url}/api{policy}",
                                                                    hop_headers(lab))}

@@ -55,11 +55,11 @@ def main(argv=None) -> dict:
     with running_lab() as lab:
         seed()
         with static_gateway(lab) as static_url, nginx_proxy(lab.settings.url_of("policy")) as nginx_url:
-            contenders = {"direct": (lab.settings.url_of("policy") + path, lab.service_headers),
+            contenders = {"direct": (lab.settings.url_of("policy") + path, lambda: lab.service_headers("policy")),
                           "gateway": (f"{lab.gateway_url}/api{path}", hop_headers(lab)),
                           "gateway-static": (f"{static_url}/api{path}", hop_headers(lab))}
             if nginx_url:
-                contenders["nginx"] = (f"{nginx_url}/api{path}", lab.service_headers)
+                contenders["nginx"] = (f"{nginx_url}/api{path}", lambda: lab.service_headers("policy"))
             c1 = alternate(contenders, 1, args.seconds)
             c16 = alternate(contenders, 16, args.seconds)
 

@@ -20,7 +20,8 @@ def main(argv=None) -> dict:
 
     with running_lab() as lab:
         seed()
-        contenders = {"direct": (f"{lab.settings.url_of('policy')}/policies/POL-000001", lab.service_headers),
+        contenders = {"direct": (f"{lab.settings.url_of('policy')}/policies/POL-000001",
+                                 lambda: lab.service_headers("policy")),
                       "gateway": (f"{lab.gateway_url}/api/policies/POL-000001", hop_headers(lab))}
         c1 = alternate(contenders, 1, args.seconds)
         c16 = alternate(contenders, 16, args.seconds)

@@ -132,8 +132,8 @@ def main(argv=None) -> dict:
 
         with nginx_proxy(lab.settings.url_of("policy")) as nginx_url:
             if nginx_url:
-                _must_answer_200(nginx_url + HOT_POLICY, lab.service_headers())  # nginx strips /api like ours
-                proxied = alternate({"nginx -> policy": (nginx_url + HOT_POLICY, lab.service_headers),
+                _must_answer_200(nginx_url + HOT_POLICY, lab.service_headers("policy"))  # nginx strips /api like ours
+                proxied = alternate({"nginx -> policy": (nginx_url + HOT_POLICY, lambda: lab.service_headers("policy")),
                                      "our gateway -> policy": (hot, hop_headers(lab))}, 16, args.seconds)
                 figures["gateway_vs_nginx_c16"] = (proxied["our gateway -> policy"].rps
                                                    / proxied["nginx -> policy"].rps)

@@ -152,7 +152,8 @@ def service_metrics(settings: Settings | None = None) -> dict[str, dict]:
     for service in ("gateway", "policy", "claims", "customer"):
         for endpoint in ("stats", "metrics"):
             try:
-                response = httpx.get(f"{settings.url_of(service)}/{endpoint}", headers=service_headers(settings),
+                response = httpx.get(f"{settings.url_of(service)}/{endpoint}",
+                                     headers=service_headers(settings, service),
                                      timeout=2)
             except httpx.HTTPError:
                 continue

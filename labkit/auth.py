@@ -2,26 +2,48 @@
 
 * Through the gateway: ``Authorization: Bearer <api key>`` (``Settings.api_key()``), the lab's system
   user — what ``lab.client`` sends. A person logs in instead (``POST /api/auth/login``, lesson 04).
-* Straight to a service: a freshly signed ``X-Lab-Identity`` on every request (``ServiceAuth``), exactly
-  what the gateway would have forwarded. Without it a service answers 401.
+* Straight to a service: a freshly signed ``X-Lab-Identity`` on every request (``ServiceAuth``), bound to
+  that service, method and path like the gateway's. Without it a service answers 401.
+
+labkit holds the lab's master secret, so it can sign as ``labkit`` for any service; the services themselves
+hold only their own few keys (``services/core/credentials.py``).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from services.core.access import system_identity_header
-from services.core.settings import Settings
+from services.core.credentials import LABKIT
+from services.core.settings import SERVICE_NAMES, Settings
+from services.patterns.identity import HEADER, LABKIT_LIFETIME_S, sign_identity
+
+from .errors import LabkitError
+
+SYSTEM = {"sub": "labkit", "roles": ["system"]}
 
 
 class ServiceAuth(httpx.Auth):
-    """Signs each request as the lab's system user (signatures are short-lived, so one per request)."""
+    """Signs each request as the lab's system user, for its service and that request's method and path.
 
-    def __init__(self, settings: Settings, name: str = "labkit"):
-        self.secret, self.name = settings.shared_secret(), name
+    The service is ``service``, or else the one whose settings port the request goes to."""
+
+    def __init__(self, settings: Settings, service: str | None = None, name: str = "labkit"):
+        self.settings, self.service = settings, service
+        self.identity = {**SYSTEM, "sub": name}
+
+    def audience(self, url: httpx.URL) -> str:
+        if self.service:
+            return self.service
+        for name in SERVICE_NAMES:
+            if url.port == self.settings.port_of(name):
+                return name
+        raise LabkitError(f"no lab service listens on port {url.port}: pass ServiceAuth(settings, '<service>')")
 
     def auth_flow(self, request):
-        request.headers.update(system_identity_header(self.secret, self.name))
+        audience = self.audience(request.url)
+        request.headers[HEADER] = sign_identity(self.identity, self.settings.identity_key(LABKIT, audience),
+                                                issuer=LABKIT, audience=audience, method=request.method,
+                                                path=request.url.path)
         yield request
 
 
@@ -35,9 +57,13 @@ def gateway_headers(settings: Settings, *, ask_the_service: bool = False) -> dic
     return {"Authorization": f"Bearer {settings.api_key()}", **(ASK_THE_SERVICE if ask_the_service else {})}
 
 
-def service_headers(settings: Settings) -> dict[str, str]:
-    """One signed identity header, valid for about a minute: for quick calls (aiohttp, curl)."""
-    return system_identity_header(settings.shared_secret(), "labkit")
+def service_headers(settings: Settings, service: str, name: str = "labkit") -> dict[str, str]:
+    """One signed identity header for calls straight to ``service`` (any method and path, as often as
+    needed for about a minute): for quick calls and timing loops (aiohttp, curl). No other service
+    accepts it."""
+    key = settings.identity_key(LABKIT, service)
+    return {HEADER: sign_identity({**SYSTEM, "sub": name}, key, issuer=LABKIT, audience=service, once=False,
+                                  lifetime_s=LABKIT_LIFETIME_S)}
 
 
 def gateway_client(settings: Settings, **kwargs) -> httpx.Client:
@@ -46,5 +72,5 @@ def gateway_client(settings: Settings, **kwargs) -> httpx.Client:
 
 
 def service_client(settings: Settings, service: str, **kwargs) -> httpx.Client:
-    return httpx.Client(base_url=settings.url_of(service), auth=ServiceAuth(settings),
+    return httpx.Client(base_url=settings.url_of(service), auth=ServiceAuth(settings, service),
                         timeout=kwargs.pop("timeout", 10), **kwargs)

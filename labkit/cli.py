@@ -192,7 +192,7 @@ def cmd_acl(args) -> int:
 
     settings = get_settings()
     print("# One Redis user per lab service. Apply on your server (redis-cli -u <admin url>), then start the lab")
-    print("# with LAB_REDIS_ACL=1 so every service connects as its own user. Passwords derive from the lab's")
+    print("# with LAB_REDIS_ACL=1 so labkit gives every service its own user's URL. Passwords derive from the lab's")
     print(f"# secret in {settings.run_dir / 'internal-secret'}: keep that file when you apply these.")
     for setuser in acl.setuser_commands(settings, SERVICE_NAMES):
         print("ACL SETUSER " + " ".join(setuser))

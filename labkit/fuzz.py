@@ -13,7 +13,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from services.core.settings import Settings
+from services.core.settings import SERVICE_NAMES, Settings
 
 from .auth import service_headers
 
@@ -26,9 +26,18 @@ def operations(settings: Settings, service: str) -> list:
     return [op for op in (result.ok() for result in schema.get_all_operations()) if not op.path.startswith("/admin")]
 
 
+def _service_at(settings: Settings, base_url: str | None) -> str:
+    """Which service an operation's schema came from (its identity must be signed for that service)."""
+    for name in SERVICE_NAMES:
+        if base_url and base_url.rstrip("/").startswith(settings.url_of(name)):
+            return name
+    raise ValueError(f"no lab service serves {base_url}")
+
+
 def fuzz_operation(operation, mode: GenerationMode, lab_settings: Settings, examples: int) -> int:
     """Send up to ``examples`` generated requests; return how many. A finding raises (schemathesis' report)."""
     seen = []
+    service = _service_at(lab_settings, operation.base_url)
 
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -37,7 +46,7 @@ def fuzz_operation(operation, mode: GenerationMode, lab_settings: Settings, exam
         seen.append(case)
         # Business rules the schema cannot express (a customer must exist, a birth date be plausible)
         # rightly refuse some schema-valid requests with 422, so "valid data must be accepted" is not checked.
-        case.call_and_validate(headers=service_headers(lab_settings), timeout=10,
+        case.call_and_validate(headers=service_headers(lab_settings, service), timeout=10,
                                excluded_checks=[positive_data_acceptance])
 
     try:

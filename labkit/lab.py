@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
+from services.core import acl, credentials
 from services.core.settings import SERVICE_NAMES, Settings, get_settings
 
 from . import auth, procs, redis_server
@@ -62,9 +64,9 @@ class Lab:
         """The lab's API key; ``ask_the_service=True`` adds ``Cache-Control: no-cache`` (skip the gateway's cache)."""
         return auth.gateway_headers(self.settings, ask_the_service=ask_the_service)
 
-    def service_headers(self) -> dict[str, str]:
-        """A signed identity for calls straight to a service; valid for about a minute."""
-        return auth.service_headers(self.settings)
+    def service_headers(self, service: str) -> dict[str, str]:
+        """A signed identity for calls straight to ``service`` (no other accepts it); valid for about a minute."""
+        return auth.service_headers(self.settings, service)
 
     def service_client(self, service: str) -> httpx.Client:
         """An HTTP client straight to one service (each request signed as the lab's system user)."""
@@ -74,6 +76,14 @@ class Lab:
         if self.redis is None:
             raise LabkitError("Redis is not running: call labkit.start_all() first")
         return self.redis.client(**kwargs)
+
+    def redis_client_as(self, service: str, **kwargs):
+        """A client that connects as ``service``'s own Redis user (``lab-<service>``): exactly what that
+        service's process is given, to see what a compromised service could reach (lesson 04)."""
+        if self.redis is None or not self.redis.managed:
+            raise LabkitError("per-service Redis users exist only on the server labkit starts")
+        url = acl.service_url(self.settings.model_copy(update={"redis_url": self.redis.url}), service)
+        return redis.Redis.from_url(url, decode_responses=True, **kwargs)
 
     @property
     def healthy(self) -> bool:
@@ -104,15 +114,29 @@ class Lab:
         stop_all(self.settings)
 
 
-def settings_env(settings: Settings, redis_url: str, managed_acl: bool = False) -> dict[str, str]:
-    """The environment every child gets: ours, plus every setting spelled out, plus REDIS_URL."""
-    env = dict(os.environ)
+#: Settings a service process is never given: the master secret and what stands in for it (each service
+#: gets its own share of these below), and the admin REDIS_URL.
+WITHHELD = ("internal_secret", "identity_keys", "system_api_key", "redis_url", "redis_acl")
+
+
+def settings_env(settings: Settings, redis_url: str, managed_acl: bool, service: str) -> dict[str, str]:
+    """The environment the process of ``service`` gets: ours minus any secret, every setting spelled out,
+    and only its own credentials — its own Redis user's URL (on the server labkit started) and its own
+    identity keys (``services/core/credentials.py``). A compromised service then holds nothing that opens
+    another one. (Behind a REDIS_URL of your own there are no per-service users: every service gets that URL.)
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "LAB_REDIS_URL") and k.removeprefix("LAB_").lower() not in WITHHELD}
     for name, value in settings.model_dump().items():
-        if name != "redis_url" and value is not None:
+        if name not in WITHHELD and value is not None:
             env[f"LAB_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-    env["REDIS_URL"] = redis_url
-    if managed_acl:  # labkit made the users on its own server; behind REDIS_URL, LAB_REDIS_ACL says
-        env["LAB_REDIS_ACL"] = "1"
+    master = settings.shared_secret()
+    per_service_users = managed_acl or settings.redis_acl  # labkit's server, or yours with `labkit acl` applied
+    env["REDIS_URL"] = acl.service_url(settings.model_copy(update={"redis_url": redis_url}), service) \
+        if per_service_users else redis_url
+    env["LAB_IDENTITY_KEYS"] = json.dumps(credentials.identity_keys_for(master, service))
+    if service == "gateway":  # the edge checks the lab's API key
+        env["LAB_SYSTEM_API_KEY"] = settings.api_key()
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -148,8 +172,8 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
     settings = settings or get_settings()
     timeout = settings.start_timeout_s if timeout is None else timeout
     detached = bool(detached)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    settings.shared_secret()  # made once, before any service reads it
+    procs.make_private(settings.run_dir)  # 0700, and 0600 for what an older lab left there
+    settings.shared_secret()  # made once (mode 0600), before labkit derives each service's keys from it
     # Check every port before starting anything, so a busy port never leaves half a lab running.
     to_start = []
     for name in SERVICE_NAMES:
@@ -168,11 +192,11 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
         server = running_redis or redis_server.ensure(settings, detached)
         if running_redis is None and server.managed:
             started_redis = server
-        env = settings_env(settings, server.url, managed_acl=server.managed)
         for name in to_start:
             url, port = settings.url_of(name), settings.port_of(name)
             argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
             log_path = settings.run_dir / "logs" / f"{name}.log"
+            env = settings_env(settings, server.url, server.managed, name)
             proc = procs.spawn(name, argv, env, log_path, detached)
             procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path),
                                                                    time.time(), argv))
@@ -281,7 +305,7 @@ def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool
         if record and procs.is_alive(record.pid):
             continue
         port = record.port if record and not procs.port_in_use(settings.host, record.port) else procs.free_port()
-        env = settings_env(settings, server.url, managed_acl=server.managed)
+        env = settings_env(settings, server.url, server.managed, name)
         if weights and k in weights:
             env["LAB_INSTANCE_WEIGHT"] = str(weights[k])
         started[extra] = (env, *_spawn_instance(settings, env, extra, port, bool(detached)))
@@ -323,7 +347,7 @@ def restart_instance(name: str, settings: Settings | None = None, *, detached: b
     server = redis_server.current(settings)
     if server is None:
         raise LabkitError("the lab is not running: `labkit start-all` first")
-    env = settings_env(settings, server.url, managed_acl=server.managed)
+    env = settings_env(settings, server.url, server.managed, name.split("#")[0])
     proc, url, log_path = _spawn_instance(settings, env, name, record.port, bool(detached))
     procs.wait_healthy(name, url, proc, log_path, timeout=settings.start_timeout_s)
     return status(settings, server)

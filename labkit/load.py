@@ -31,10 +31,9 @@ from pathlib import Path
 import aiohttp
 import pandas as pd
 
-from services.core.access import system_identity_header
 from services.core.settings import Settings, get_settings
 
-from .auth import gateway_headers
+from .auth import gateway_headers, service_headers
 from .errors import LabkitError
 
 #: Below this share of requests started on schedule, an open-loop run refuses to report percentiles.
@@ -212,7 +211,7 @@ class _Target:
         self.name = target
         self.base_url = settings.url_of(target)
         self.prefix = "/api" if target == "gateway" else ""
-        self._secret = settings.shared_secret()
+        self._settings = settings
         self._static = gateway_headers(settings) if target == "gateway" else None
         self._signed_at, self._signed = 0.0, {}
 
@@ -221,7 +220,7 @@ class _Target:
             return self._static
         now = time.monotonic()
         if now - self._signed_at > 20:  # a signed identity is valid for about a minute: re-sign often
-            self._signed, self._signed_at = system_identity_header(self._secret, "labkit-load"), now
+            self._signed, self._signed_at = service_headers(self._settings, self.name, "labkit-load"), now
         return self._signed
 
     def serves(self, op: Operation) -> bool:

@@ -42,14 +42,38 @@ class ProcRecord:
     argv: list[str]
 
 
+def make_private(run_dir: Path) -> None:
+    """The run directory holds the admin password (redis.json), the master secret and the SQLite files
+    (names, emails, birth dates): 0700 for it and every directory in it, 0600 for every file, so no other
+    OS user on the machine reads any of it. (Files made later are made that way: ``write_private``, and
+    the children labkit spawns run with umask 077.)"""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.chmod(0o700)
+    for path in run_dir.rglob("*"):
+        try:
+            if not path.is_symlink():
+                path.chmod(0o700 if path.is_dir() else 0o600)
+        except OSError:  # vanished meanwhile (a process removed its pidfile): nothing to protect
+            pass
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner may read (0600 from the start, not chmod-ed after)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # it may have existed before with a wider mode
+
+
 def pid_dir(run_dir: Path) -> Path:
     path = run_dir / "pids"
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
 def write_pidfile(run_dir: Path, record: ProcRecord) -> None:
-    (pid_dir(run_dir) / f"{record.name}.json").write_text(json.dumps(asdict(record), indent=1))
+    write_private(pid_dir(run_dir) / f"{record.name}.json", json.dumps(asdict(record), indent=1))
 
 
 def read_pidfiles(run_dir: Path) -> dict[str, ProcRecord]:
@@ -162,12 +186,14 @@ _START_LINE = re.compile(r"^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\d starting .*$", re
 
 
 def spawn(name: str, argv: list[str], env: dict[str, str], log_path: Path, detached: bool) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # A log may show ids and addresses; 0600 like everything in the run directory. The child runs with
+    # umask 077, so what it creates (its SQLite file and journal) is private too.
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(argv)}\n".encode())
         log.flush()
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=PROJECT_ROOT, start_new_session=detached)
+                                cwd=PROJECT_ROOT, start_new_session=detached, umask=0o077)
 
 
 def tail(path: Path, lines: int = 20) -> str:

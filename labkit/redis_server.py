@@ -117,12 +117,18 @@ def ensure(settings: Settings, detached: bool) -> RedisServer:
     return start(settings, detached)
 
 
-def acl_arguments(settings: Settings) -> list[str]:
-    """``--user`` directives: a password for ``default`` (labkit, notebooks, tests) and one user per service."""
-    arguments = ["--user", "default", "on", f">{acl.password(settings, 'default')}", "~*", "&*", "+@all"]
-    for setuser in acl.setuser_commands(settings, SERVICE_NAMES):
-        arguments += ["--user", *setuser]
-    return arguments
+def acl_lines(settings: Settings) -> list[str]:
+    """The ACL file: a password for ``default`` (labkit, notebooks, tests) and one user per service."""
+    lines = [f"user default on >{acl.password(settings, 'default')} ~* &* +@all"]
+    return lines + ["user " + " ".join(setuser) for setuser in acl.setuser_commands(settings, SERVICE_NAMES)]
+
+
+def write_acl_file(settings: Settings, data_dir: Path) -> Path:
+    """The users go to the server in a 0600 file, not on its command line: ``ps`` (and
+    ``/proc/<pid>/cmdline``) shows any process's arguments to every user of the machine."""
+    path = data_dir / "users.acl"
+    procs.write_private(path, "\n".join(acl_lines(settings)) + "\n")
+    return path
 
 
 def start(settings: Settings, detached: bool) -> RedisServer:
@@ -131,9 +137,10 @@ def start(settings: Settings, detached: bool) -> RedisServer:
         raise PortBusyError(port, "Redis", procs.port_holder(port), "LAB_REDIS_PORT")
     binary, source = find_binary()
     data_dir = settings.run_dir / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     argv = [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no", *acl_arguments(settings)]
+            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no",
+            "--aclfile", str(write_acl_file(settings, data_dir))]
     log_path = settings.run_dir / "logs" / "redis.log"
     proc = procs.spawn("redis", argv, env={"PATH": "/usr/bin:/bin"}, log_path=log_path, detached=detached)
     admin = acl.password(settings, "default")
@@ -147,7 +154,7 @@ def start(settings: Settings, detached: bool) -> RedisServer:
             raise LabkitError(f"The Redis server ({binary}) did not start.\n{procs.tail(log_path)}")
         time.sleep(0.05)
     server = RedisServer(url, source, managed=True, pid=proc.pid, binary=binary, port=port, log=str(log_path))
-    state_path(settings).write_text(json.dumps(asdict(server), indent=1))
+    procs.write_private(state_path(settings), json.dumps(asdict(server), indent=1))  # holds the admin password
     return server
 
 

@@ -29,7 +29,7 @@ async def _ttl_timeline(redis_url: str, idle_s: float, absolute_s: float, durati
                 await sessions.touch_session(r, active.id, idle_s)  # what the gateway does on every request
                 last_touch = now
             for label, s in (("active (used every %.1f s)" % touch_every_s, active), ("idle (never used)", idle)):
-                ttl_ms = await r.pttl(keys.session(s.id))
+                ttl_ms = await r.pttl(sessions.session_key(s.id))
                 rows.append({"session": label, "t_s": now - started, "ttl_s": max(ttl_ms, 0) / 1000,
                              "alive": ttl_ms > 0})
             await asyncio.sleep(sample_every_s)

@@ -1,7 +1,7 @@
 """The gateway's check on every /api request: which identity to forward, if any.
 
 Two ways in: the ``lab_session`` cookie a login set (a person), or ``Authorization: Bearer <lab api key>``
-(labkit, the tests, curl — the lab's system user; the key is derived from the lab's secret, see
+(labkit, the tests, curl — the lab's system user; labkit derives the key and hands it to the gateway, see
 ``Settings.api_key``). Whatever identity a client sent itself in ``X-Lab-Identity`` is dropped: only the
 gateway's own signature counts.
 """
@@ -9,11 +9,10 @@ gateway's own signature counts.
 from __future__ import annotations
 
 import hmac
-import time
 from http.cookies import SimpleCookie
 
 from services.patterns import sessions
-from services.patterns.identity import sign_identity
+from services.patterns.identity import GATEWAY, sign_identity
 
 COOKIE = "lab_session"
 
@@ -52,26 +51,14 @@ async def identity_for(state, cookie_header: str | None, authorization: str | No
     if session is None:
         return None
     return {"sub": session.user_id, "roles": list(session.roles), "customer_id": session.customer_id,
-            "sid": session.id[:8]}
+            "sid": session.digest[:8]}
 
 
-#: A signed identity stays valid for a minute (``identity.verify_identity``); reusing one for this long
-#: saves signing the same identity again on every request of a busy caller.
-REUSE_SIGNATURE_S = 10.0
-
-
-def signed_header(state, identity: dict) -> str:
-    """The signed ``X-Lab-Identity`` for ``identity``, reused for a few seconds per identity."""
-    cache = getattr(state, "signed_identities", None)
-    if cache is None:
-        cache = state.signed_identities = {}
-    cache_key = tuple(sorted((k, str(v)) for k, v in identity.items()))
-    now = time.monotonic()
-    cached = cache.get(cache_key)
-    if cached and cached[0] > now:
-        return cached[1]
-    if len(cache) > 10_000:  # many distinct sessions: start over rather than grow without bound
-        cache.clear()
-    header = sign_identity(identity, state.settings.shared_secret())
-    cache[cache_key] = (now + REUSE_SIGNATURE_S, header)
-    return header
+def signed_header(state, identity: dict, service: str, method: str, path: str, instance: str | None) -> str:
+    """The ``X-Lab-Identity`` for one request to one instance: signed with the key for that service only,
+    bound to the method, the path the service will see, the instance (when the registry vouches for its id)
+    and a nonce. Per request, not cached: an HMAC costs a few microseconds, and a header reused across
+    requests is a header someone can replay."""
+    key = state.settings.identity_key(GATEWAY, service)
+    return sign_identity(identity, key, issuer=GATEWAY, audience=service, method=method, path=path,
+                         instance=instance)

@@ -101,10 +101,11 @@ async def me(request: Request) -> dict:
 
 @router.get("/sessions")
 async def my_sessions(request: Request) -> dict:
-    """Every live session of the logged-in user (ids shortened: a full id is a credential)."""
+    """Every live session of the logged-in user, each named by the start of its digest (never its id: an id
+    is a credential, and the gateway keeps only digests)."""
     current = await _require_session(request)
     listed = await sessions.list_sessions(request.app.state.redis, current.user_id)
-    return {"sessions": [{"id": s.id[:8], "current": s.id == current.id, "created_at": s.created_at,
+    return {"sessions": [{"id": s.digest[:8], "current": s.digest == current.digest, "created_at": s.created_at,
                           "last_seen": s.last_seen, "expires_at": s.expires_at} for s in listed]}
 
 

@@ -1,7 +1,8 @@
 """Who is asking, and may they? The services' half of access control.
 
 Every domain route depends on ``Caller``: the identity the gateway (or a peer service, or labkit) signed
-into ``X-Lab-Identity``. No valid signature -> 401, whatever else the request says. The rules:
+into ``X-Lab-Identity`` for this service, this method and path, moments ago, and not seen before
+(``services/patterns/identity.py``). Anything else -> 401, whatever else the request says. The rules:
 
 * **customers** see only their own customer record, policies and claims, and may submit claims on their
   own policies. Someone else's id answers **404**, exactly like an id that does not exist, so a customer
@@ -20,7 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.patterns.identity import HEADER, sign_identity, verify_identity
+from services.patterns.identity import HEADER, ReplayGuard, sign_identity, verify_identity
 
 from .errors import LabError
 from .ids import is_valid
@@ -72,7 +73,13 @@ class Principal:
 async def caller(request: Request) -> Principal:
     # ``async`` although nothing here awaits: FastAPI runs a plain ``def`` dependency in a worker thread,
     # and that hop would cost more than the HMAC check itself on every request.
-    identity = verify_identity(request.headers.get(HEADER), request.app.state.settings.shared_secret())
+    state = request.app.state
+    guard = getattr(state, "identity_guard", None)
+    if guard is None:
+        guard = state.identity_guard = ReplayGuard()
+    identity = verify_identity(request.headers.get(HEADER), state.settings.identity_key, audience=state.service,
+                               method=request.method, path=request.scope["path"], instance=state.instance_id,
+                               guard=guard)
     if identity is None:
         raise LabError(401, "unauthenticated", "log in first (POST /api/auth/login) or send a valid identity")
     customer_id = identity.get("customer_id")
@@ -84,6 +91,12 @@ async def caller(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(caller)]
 
 
-def system_identity_header(secret: str, name: str) -> dict[str, str]:
-    """The header a lab process (a peer service, labkit) sends to act as the system user."""
-    return {HEADER: sign_identity({"sub": name, "roles": ["system"]}, secret)}
+def peer_identity_header(settings, me: str, audience: str, method: str, path: str) -> dict[str, str]:
+    """The header a service sends to call ``audience`` as itself (``service:<me>``, the system role), signed
+    with the one key it holds for that call, for this one request."""
+    key = settings.identity_key(me, audience)
+    if key is None:
+        raise LabError(500, "internal_error", f"the {me} service holds no key to call {audience}")
+    identity = {"sub": f"service:{me}", "roles": ["system"]}
+    return {HEADER: sign_identity(identity, key, issuer=me, audience=audience, method=method,
+                                  path=path.split("?", 1)[0])}

@@ -101,8 +101,10 @@ def rate_limit(client: str) -> str:
     return f"{PREFIX}:ratelimit:{{{client}}}"
 
 
-def session(session_id: str) -> str:
-    return f"{PREFIX}:session:{session_id}"
+def session(digest: str) -> str:
+    """One session's hash, named by the SHA-256 of the cookie value, never by the cookie itself
+    (``services.patterns.sessions.session_key``): whoever can list or track keys learns nothing to log in with."""
+    return f"{PREFIX}:session:{digest}"
 
 
 def stream(name: str) -> str:
@@ -125,7 +127,7 @@ def warmup(name: str) -> str:
 
 
 def user_sessions(user_id: str) -> str:
-    """The ids of one user's live sessions (a set), for "list my sessions" and "log out everywhere"."""
+    """The digests of one user's live sessions (a set), for "list my sessions" and "log out everywhere"."""
     return f"{PREFIX}:user-sessions:{user_id}"
 
 

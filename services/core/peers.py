@@ -1,7 +1,8 @@
 """Calls from one domain service to another (policy asks customer, claims asks policy).
 
-A service never reads another service's database: it asks over HTTP, as the lab's system user (a signed
-identity, see ``access.py``). When the other service cannot answer, the caller answers 503 naming it,
+A service never reads another service's database: it asks over HTTP, as itself (``service:<name>`` with
+the system role, in an identity signed for that one request with the one key it holds for that peer, see
+``access.py``). When the other service cannot answer, the caller answers 503 naming it,
 rather than guessing.
 
 *Where* to ask comes from the registry (lesson 03), like the gateway's routing: ``PeerDirectory`` keeps,
@@ -26,7 +27,7 @@ from redis.exceptions import RedisError
 
 from services.patterns import registry
 
-from .access import system_identity_header
+from .access import peer_identity_header
 from .errors import LabError
 from .redis_client import REDIS_DOWN
 from .settings import Settings
@@ -70,7 +71,7 @@ async def fetch_peer_entity(request: Request, service: str, path: str) -> dict |
     """GET ``path`` on ``service``: the JSON body, None on 404, LabError 503 when it cannot answer."""
     state = request.app.state
     rid = request.scope.get("state", {}).get("request_id")
-    headers = system_identity_header(state.settings.shared_secret(), f"service:{state.service}")
+    headers = peer_identity_header(state.settings, state.service, service, "GET", path)
     if rid:
         headers["x-request-id"] = rid
     response, failure = None, None

@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import credentials
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: The domain services, the gateway and the claims worker (lesson 02), in the order labkit starts them.
@@ -94,8 +96,14 @@ class Settings(BaseSettings):
     login_max_failures_account: int = 5
     login_max_failures_client: int = 20
     login_window_s: int = 900
-    # HMAC key the lab's processes share to sign identities; empty = kept in <run_dir>/internal-secret.
+    # The lab's master secret, from which every Redis password and identity key derives; empty = kept in
+    # <run_dir>/internal-secret. Only labkit (and the notebooks and tests through it) holds it: a service
+    # labkit starts gets just its own keys below and its own Redis user's URL (services/core/credentials.py).
     internal_secret: str = ""
+    # The identity keys this process holds, "issuer->audience": key. Empty = derive them from the master.
+    identity_keys: dict[str, str] = {}
+    # The lab's API key (the system user at the gateway), handed to the gateway alone. Empty = derived.
+    system_api_key: str = ""
 
     # Events (lesson 02): the outbox relay, the claims worker's consumer group.
     outbox_batch: int = 100  # outbox rows published per round trip (pipelined)
@@ -163,12 +171,23 @@ class Settings(BaseSettings):
                     out.write(secrets.token_hex(32))
         return path.read_text().strip()
 
+    def identity_key(self, issuer: str, audience: str) -> str | None:
+        """The key for identities ``issuer`` signs for ``audience``, if this process was given it.
+
+        A process labkit started holds only its own few (``identity_keys``); one that holds the master
+        secret (labkit, a test, a process started by hand with ``LAB_INTERNAL_SECRET``) can derive any."""
+        if self.identity_keys:
+            return self.identity_keys.get(credentials.pair(issuer, audience))
+        return credentials.identity_key(self.shared_secret(), issuer, audience)
+
     def api_key(self) -> str:
         """The key labkit, tests and curl use at the gateway to act as the lab's system user."""
         return self.api_key_value
 
     @cached_property
     def api_key_value(self) -> str:
+        if self.system_api_key:
+            return self.system_api_key
         return hmac.new(self.shared_secret().encode(), b"lab-api-key", hashlib.sha256).hexdigest()[:40]
 
 

@@ -181,13 +181,13 @@ class ProxyMiddleware:
                 return await send({"type": "http.response.body", "body": cached.body})
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k not in HOP_BY_HOP}
         headers["x-request-id"] = scope["state"]["request_id"]
-        headers[IDENTITY_HEADER] = signed_header(state, identity)  # replaces anything the client sent
         client = scope.get("client")
         if client:
             headers["x-forwarded-for"] = client[0]
         body = await read_body(receive)
         try:
-            status, out, content = await self._forward(state, service, method, full_path, headers, body)
+            status, out, content = await self._forward(state, service, method, full_path, headers, body,
+                                                       identity, upstream_path)
         except NoAnswer as failed:
             return await send_json(send, failed.status, failed.body, failed.headers)
         if cache_state in (b"MISS", b"REFRESH") and status == 200:
@@ -214,8 +214,10 @@ class ProxyMiddleware:
             return b"BYPASS" if "no-store" in directives else b"REFRESH"
         return b"MISS"
 
-    async def _forward(self, state, service: str, method: str, full_path: str, headers: dict, body: bytes):
-        """Send to one instance, failing over once: (status, headers, body), or NoAnswer."""
+    async def _forward(self, state, service: str, method: str, full_path: str, headers: dict, body: bytes,
+                       identity: dict, path: str):
+        """Send to one instance, failing over once: (status, headers, body), or NoAnswer. Each attempt
+        carries an identity signed for that instance alone (``services/auth/edge.py``)."""
         upstreams = state.upstreams
         tried = None
         for attempt in (1, 2):
@@ -225,6 +227,9 @@ class ProxyMiddleware:
                     break  # no second instance to fail over to: report the first failure below
                 raise NoAnswer(503, gateway_error("no_instance", f"no healthy instance of the {service} service",
                                                   service), [(b"retry-after", b"1")])
+            # Replaces anything the client sent (``x-lab-identity`` is never forwarded, see HOP_BY_HOP).
+            headers[IDENTITY_HEADER] = signed_header(state, identity, service, method, path,
+                                                     target.instance_id if target.registered else None)
             upstreams.on_sent(target)
             try:
                 # encoded=True: sent exactly as checked above (no second decoding, no re-normalising).

@@ -60,6 +60,7 @@ class Upstream:
     failures_in_row: int = 0
     successes_in_row: int = 0
     last_error: str | None = None
+    registered: bool = True  # its id is the one it registered under (StaticUpstreams' ids are made up here)
 
     def describe(self) -> dict:
         return {"instance": self.instance_id, "url": self.base_url, "healthy": self.healthy,
@@ -146,7 +147,8 @@ class StaticUpstreams(Upstreams):
         super().__init__(settings)
         for service in ROUTES.values():
             instance_id = f"{service}@{settings.advertised_host}:{settings.port_of(service)}"
-            self.instances[service][instance_id] = Upstream(service, instance_id, settings.url_of(service))
+            self.instances[service][instance_id] = Upstream(service, instance_id, settings.url_of(service),
+                                                            registered=False)
 
 
 class RegistryUpstreams(Upstreams):
@@ -182,11 +184,18 @@ class RegistryUpstreams(Upstreams):
         self.last_sync = time.time()
 
     async def on_event(self, event: Event) -> None:
-        found = registry.Instance(**event.data)
+        """An event is a hint, not a source: any lab process may publish on the channel, so an instance is
+        added only if its registration — writable by its own service's Redis user alone — says so."""
+        announced = registry.Instance(**event.data)
+        if announced.service not in self.instances:
+            return
         if event.type == EventType.INSTANCE_REGISTERED:
-            self.add(found)
+            found = await registry.read_instance(self.redis, announced.service, announced.instance_id)
+            if found is not None:
+                self.add(found)
         elif event.type == EventType.INSTANCE_DEREGISTERED:
-            self.remove(found.service, found.instance_id)
+            if await registry.read_instance(self.redis, announced.service, announced.instance_id) is None:
+                self.remove(announced.service, announced.instance_id)
 
     async def _sync_forever(self) -> None:
         while True:

@@ -69,12 +69,17 @@ async def register_instance(r: aioredis.Redis, instance: Instance, ttl_s: float)
     """Write (or renew) the registration with its TTL. True when it was new (and was announced).
 
     ``SET ... GET`` returns the previous value in the same command: None means the key did not exist,
-    i.e. a first registration or a comeback after the key expired — the moments worth announcing.
+    i.e. a first registration or a comeback after the key expired — the moments worth announcing. The
+    index entries whose score (expiry) has passed are dropped on the way: only the service itself may write
+    its index (``services/core/acl.py``), so it is the one that tidies it.
     """
     ttl_ms = max(1, int(ttl_s * 1000))
+    now = time.time()
     previous = await r.set(keys.registry_instance(instance.service, instance.instance_id), instance.to_json(),
                            px=ttl_ms, get=True)
-    await r.zadd(keys.registry_index(instance.service), {instance.instance_id: time.time() + ttl_s})
+    index = keys.registry_index(instance.service)
+    await r.zadd(index, {instance.instance_id: now + ttl_s})
+    await r.zremrangebyscore(index, "-inf", f"({now}")  # score = when that registration expires
     if previous is None:
         await _publish(r, EventType.INSTANCE_REGISTERED, instance)
         return True
@@ -88,22 +93,32 @@ async def deregister_instance(r: aioredis.Redis, instance: Instance) -> None:
     await _publish(r, EventType.INSTANCE_DEREGISTERED, instance)
 
 
+async def read_instance(r: aioredis.Redis, service: str, instance_id: str) -> Instance | None:
+    """One registration as the registry holds it, or None (gone, or not registered under ``service``).
+
+    Anyone may *publish* on the registry channel, so an ``instance.registered`` event is only a hint: the
+    gateway believes the key, which only ``service``'s own Redis user can write."""
+    value = await r.get(keys.registry_instance(service, instance_id))
+    if not value:
+        return None
+    found = Instance.from_json(value)
+    return found if found.service == service and found.instance_id == instance_id else None
+
+
 async def list_instances(r: aioredis.Redis, service: str) -> list[Instance]:
-    """The live instances of ``service``: ids from the index, data from their (unexpired) keys."""
-    index = keys.registry_index(service)
-    ids = await r.zrange(index, 0, -1)
+    """The live instances of ``service``: ids from the index, data from their (unexpired) keys.
+
+    Read-only: readers (the gateway, peers) may not write another service's index; an id whose key has
+    expired is skipped here and dropped by the service's next registration."""
+    ids = await r.zrange(keys.registry_index(service), 0, -1)
     if not ids:
         return []
     async with r.pipeline(transaction=False) as pipe:
         for instance_id in ids:
             pipe.get(keys.registry_instance(service, instance_id))
         values = await pipe.execute()
-    alive, dead = [], []
-    for instance_id, value in zip(ids, values):
-        (alive if value else dead).append(Instance.from_json(value) if value else instance_id)
-    if dead:  # expired without a goodbye (SIGKILL): tidy the index
-        await r.zrem(index, *dead)
-    return sorted(alive, key=lambda i: i.instance_id)
+    alive = [Instance.from_json(value) for value in values if value]
+    return sorted((i for i in alive if i.service == service), key=lambda i: i.instance_id)
 
 
 async def heartbeat_forever(r: aioredis.Redis, instance: Instance, interval_s: float, ttl_s: float) -> None:

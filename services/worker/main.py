@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 
 from services.core import keys
-from services.core.access import system_identity_header
+from services.core.access import peer_identity_header
 from services.core.app import ServiceSpec, create_app
 from services.core.events import stop_background_tasks
 from services.core.redis_client import REDIS_DOWN
@@ -40,10 +40,11 @@ async def triage_claim(app: FastAPI, event: Event) -> None:
     score = risk_score(event)
     await r.hset(keys.risk_scores(), event.subject, score)
     if score >= s.worker_review_threshold:
+        path = f"/claims/{event.subject}/status"
         response = await app.state.http.post(
-            f"{s.url_of('claims')}/claims/{event.subject}/status",
+            f"{s.url_of('claims')}{path}",
             json={"status": "under_review", "note": f"auto-triage: risk score {score:.2f}"},
-            headers=system_identity_header(s.shared_secret(), "service:worker"))
+            headers=peer_identity_header(s, "worker", "claims", "POST", path))
         # 409: a person got there first (it is already under review, or moved on): the worker's job is done
         if response.status_code not in (200, 404, 409):
             raise RuntimeError(f"the claims service answered {response.status_code}")

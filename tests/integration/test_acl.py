@@ -21,7 +21,7 @@ def test_the_policy_service_cannot_read_sessions_or_the_claims_stream(lab):
     policy = as_user(lab, "policy")
     policy.set(keys.cache_entity("policy", "POL-000001") + ":acl-test", "ok", ex=5)  # its own kind of key: fine
     with pytest.raises(redis.exceptions.NoPermissionError):
-        policy.get(keys.session("any-session-id"))
+        policy.get(keys.session("0" * 64))
     with pytest.raises(redis.exceptions.NoPermissionError):
         policy.xrange(keys.stream("claims"), count=1)
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -29,7 +29,7 @@ def test_the_policy_service_cannot_read_sessions_or_the_claims_stream(lab):
 
 
 def test_the_gateway_reads_sessions_and_the_worker_reads_the_claims_stream(lab):
-    assert as_user(lab, "gateway").exists(keys.session("no-such-session")) == 0
+    assert as_user(lab, "gateway").exists(keys.session("0" * 64)) == 0
     assert as_user(lab, "worker").xlen(keys.stream("claims")) >= 0
 
 
@@ -41,3 +41,29 @@ def test_running_services_connect_as_their_own_user(lab):
 def test_the_default_user_needs_the_admin_password(lab):
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=lab.settings.redis_port).ping()
+
+
+def test_a_compromised_policy_service_can_neither_list_nor_read_nor_forge_a_session(lab, api):
+    """The attack from the issue: as lab-policy, list the session keys, read one, write one with system roles."""
+    policy = as_user(lab, "policy")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.scan(0, match=keys.session("*"))
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.randomkey()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.get(keys.session("0" * 64))
+    for crafted in ("x{lab:stream:policies}", "{lab:stream:policies}", "a" * 43):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            policy.hset(keys.session(crafted), mapping={"user_id": "mallory", "roles": "system"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.sadd(keys.user_sessions("u-alice"), "0" * 64)
+
+
+def test_a_service_may_register_only_under_its_own_name(lab):
+    """A fake instance under another service's name would receive that service's traffic."""
+    policy = as_user(lab, "policy")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.set(keys.registry_instance("claims", "claims-6666-evil"), "{}", px=3000)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        policy.zadd(keys.registry_index("claims"), {"claims-6666-evil": 9e9})
+    assert policy.zrange(keys.registry_index("claims"), 0, -1)  # reading the registry is fine: peers need it

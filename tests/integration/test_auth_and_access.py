@@ -8,6 +8,7 @@ import pytest
 from labkit import procs
 from services.core import keys
 from services.patterns.identity import sign_identity
+from services.patterns.sessions import session_key
 
 PASSWORDS = {"alice": "alice-lab-pw", "bob": "bob-lab-pw", "ada": "ada-lab-pw", "joe": "joe-lab-pw"}
 
@@ -56,9 +57,10 @@ def test_the_session_lives_in_redis_with_an_idle_ttl(login, r, settings):
     client = login("alice")
     session_id = client.cookies["lab_session"]
     assert len(session_id) >= 43
-    stored = r.hgetall(keys.session(session_id))
+    stored = r.hgetall(session_key(session_id))
     assert stored["user_id"] == "u-alice" and stored["roles"] == "customer"
-    assert 0 < r.ttl(keys.session(session_id)) <= settings.session_idle_s
+    assert 0 < r.ttl(session_key(session_id)) <= settings.session_idle_s
+    assert not r.exists(keys.session(session_id))  # the key is a digest of the cookie, never the cookie
 
 
 def test_customer_sees_only_her_own_records(login, api):
@@ -103,12 +105,14 @@ def test_roles_decide_who_changes_what(login, api):
 def test_a_forged_identity_straight_to_a_service_is_refused(settings):
     url = settings.url_of("claims") + "/claims"
     assert httpx.get(url).status_code == 401
-    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret")
+    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret", issuer="gateway",
+                           audience="claims", method="GET", path="/claims")
     assert httpx.get(url, headers={"x-lab-identity": forged}).status_code == 401
 
 
 def test_an_identity_header_sent_to_the_gateway_is_ignored(anonymous, settings):
-    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret")
+    forged = sign_identity({"sub": "mallory", "roles": ["system"]}, "not-the-lab-secret", issuer="gateway",
+                           audience="claims", method="GET", path="/claims")
     assert anonymous.get("/api/claims", headers={"x-lab-identity": forged}).status_code == 401
 
 
@@ -117,10 +121,10 @@ def test_login_rotates_a_planted_session_id(anonymous, r):
     body = {"username": "alice", "password": PASSWORDS["alice"]}
     planted = anonymous.post("/api/auth/login", json=body, headers={"cookie": "lab_session=attacker-chose-this"})
     first = planted.cookies["lab_session"]
-    assert first != "attacker-chose-this" and not r.exists(keys.session("attacker-chose-this"))
+    assert first != "attacker-chose-this" and not r.exists(session_key("attacker-chose-this"))
     again = anonymous.post("/api/auth/login", json=body, headers={"cookie": f"lab_session={first}"})
     second = again.cookies["lab_session"]
-    assert second != first and not r.exists(keys.session(first)) and r.exists(keys.session(second))
+    assert second != first and not r.exists(session_key(first)) and r.exists(session_key(second))
 
 
 def test_logout_and_log_out_everywhere(login):

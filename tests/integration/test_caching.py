@@ -193,7 +193,7 @@ def _spawn_customer(tmp_path, settings, **env_overrides):
     env = dict(os.environ, LAB_RUN_DIR=str(settings.run_dir), LAB_INTERNAL_SECRET=settings.shared_secret(),
                **env_overrides)
     proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "customer.log")
-    return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
+    return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings, "customer"), timeout=10)
 
 
 def test_reads_fail_open_to_the_system_of_record_when_redis_is_unreachable(settings, tmp_path):

@@ -11,8 +11,10 @@ import pytest
 from services.patterns.identity import HEADER, sign_identity
 
 
-def signed(settings, identity: dict) -> dict:
-    return {HEADER: sign_identity(identity, settings.shared_secret())}
+def signed(settings, identity: dict, service: str, path: str) -> dict:
+    """The header the gateway would sign for this one GET (bound to the service, the method and the path)."""
+    return {HEADER: sign_identity(identity, settings.identity_key("gateway", service), issuer="gateway",
+                                  audience=service, method="GET", path=path.split("?", 1)[0])}
 
 
 @pytest.mark.parametrize("identity", [
@@ -28,7 +30,7 @@ def test_a_non_staff_identity_without_a_customer_lists_nothing(settings, new_cla
     new_claim()  # there is something to leak
     with httpx.Client(base_url=settings.url_of(service), timeout=10) as client:
         for params in ({}, {"customer_id": "CUS-000002"}, {"limit": 100}):
-            response = client.get(path, params=params, headers=signed(settings, identity))
+            response = client.get(path, params=params, headers=signed(settings, identity, service, path))
             assert response.status_code == 403, (params, response.status_code, response.text[:200])
             assert response.json()["error"]["code"] == "forbidden"
 
@@ -42,7 +44,7 @@ def test_a_non_staff_identity_without_a_customer_reads_no_entity(settings, new_c
     for service, paths in reads.items():
         with httpx.Client(base_url=settings.url_of(service), timeout=10) as client:
             for path in paths:
-                response = client.get(path, headers=signed(settings, orphan))
+                response = client.get(path, headers=signed(settings, orphan, service, path))
                 if "/batch" in path:
                     assert response.status_code == 200 and response.json()["items"] == {}, path
                 else:
@@ -54,7 +56,8 @@ def test_staff_and_a_linked_customer_still_list(settings, new_claim):
     customer = {"sub": "u-someone", "roles": ["customer"], "customer_id": claim["customer_id"]}
     adjuster = {"sub": "u-adjuster", "roles": ["adjuster"]}
     with httpx.Client(base_url=settings.url_of("claims"), timeout=10) as client:
-        own = client.get("/claims", headers=signed(settings, customer)).json()
+        own = client.get("/claims", headers=signed(settings, customer, "claims", "/claims")).json()
         assert [c["id"] for c in own["items"]] == [claim["id"]]
-        everyone = client.get("/claims", params={"limit": 100}, headers=signed(settings, adjuster)).json()
+        everyone = client.get("/claims", params={"limit": 100},
+                              headers=signed(settings, adjuster, "claims", "/claims")).json()
         assert everyone["total"] > 1

@@ -143,7 +143,7 @@ def test_graceful_stop_deregisters_at_once(r, api, settings, three_claims):
 
 def test_breaker_opens_on_a_failing_instance_and_closes_when_it_recovers(api, settings, three_claims):
     record = procs.read_pidfiles(settings.run_dir)["claims#3"]
-    with httpx.Client(base_url=record.url, auth=ServiceAuth(settings), timeout=5) as sick:
+    with httpx.Client(base_url=record.url, auth=ServiceAuth(settings, "claims"), timeout=5) as sick:
         sick_id = sick.get("/health").json()["instance"]
         sick.put("/admin/knobs", json={"error_rate": 1.0}).raise_for_status()
         try:

@@ -164,7 +164,8 @@ def test_writes_commit_while_redis_is_down_and_their_events_arrive_after(setting
     body = {"name": "Offline Olga", "email": "olga@example.com", "date_of_birth": "1970-01-01"}
     try:
         proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "customer.log")
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings), timeout=10)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings, "customer"),
+                              timeout=10)
         redis_server.stop(private)
         made = [client.post("/customers", json=body) for _ in range(3)]
         assert [m.status_code for m in made] == [201, 201, 201]  # committed without Redis

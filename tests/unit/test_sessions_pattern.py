@@ -23,8 +23,8 @@ def test_password_hash_is_salted_and_verifies():
 def test_session_id_is_256_bits_and_hash_has_the_fields(redis_url):
     async def body(r):
         s = await sessions.create_session(r, USER, idle_s=30, absolute_s=3600, now=1000.0)
-        stored = await r.hgetall(keys.session(s.id))
-        ttl = await r.pttl(keys.session(s.id))
+        stored = await r.hgetall(sessions.session_key(s.id))
+        ttl = await r.pttl(sessions.session_key(s.id))
         await sessions.destroy_session(r, s.id, USER["user_id"])
         return s, stored, ttl
     s, stored, ttl = run(redis_url, body)
@@ -37,13 +37,13 @@ def test_session_id_is_256_bits_and_hash_has_the_fields(redis_url):
 def test_touch_slides_the_idle_ttl_but_never_past_the_absolute_cap(redis_url):
     async def body(r):
         s = await sessions.create_session(r, USER, idle_s=30, absolute_s=100)
-        await r.pexpire(keys.session(s.id), 5_000)  # pretend it has been idle a while
+        await r.pexpire(sessions.session_key(s.id), 5_000)  # pretend it has been idle a while
         touched = await sessions.touch_session(r, s.id, idle_s=30)
-        slid = await r.pttl(keys.session(s.id))
+        slid = await r.pttl(sessions.session_key(s.id))
         capped = await sessions.touch_session(r, s.id, idle_s=30, now=s.created_at + 90)  # 10 s left
-        capped_ttl = await r.pttl(keys.session(s.id))
+        capped_ttl = await r.pttl(sessions.session_key(s.id))
         expired = await sessions.touch_session(r, s.id, idle_s=30, now=s.created_at + 101)
-        return touched, slid, capped, capped_ttl, expired, await r.exists(keys.session(s.id))
+        return touched, slid, capped, capped_ttl, expired, await r.exists(sessions.session_key(s.id))
     touched, slid, capped, capped_ttl, expired, exists = run(redis_url, body)
     assert touched is not None and 25_000 < slid <= 30_000
     assert capped is not None and capped_ttl <= 10_000
@@ -54,7 +54,7 @@ def test_touch_does_not_resurrect_a_destroyed_session(redis_url):
     async def body(r):
         s = await sessions.create_session(r, USER, idle_s=30, absolute_s=100)
         await sessions.destroy_session(r, s.id, USER["user_id"])
-        return await sessions.touch_session(r, s.id, idle_s=30), await r.exists(keys.session(s.id))
+        return await sessions.touch_session(r, s.id, idle_s=30), await r.exists(sessions.session_key(s.id))
     assert run(redis_url, body) == (None, 0)
 
 
@@ -78,7 +78,8 @@ def test_list_and_log_out_everywhere(redis_url):
         left = [await sessions.touch_session(r, s.id, 30) for s in made]
         return made, listed, ended, left
     made, listed, ended, left = run(redis_url, body)
-    assert {s.id for s in listed} == {s.id for s in made}
+    assert {s.digest for s in listed} == {s.digest for s in made}
+    assert all(s.id is None for s in listed)  # the index keeps digests: nothing in it is a cookie
     assert ended == 3 and left == [None, None, None]
 
 
@@ -142,3 +143,30 @@ def test_a_success_gives_back_only_its_own_attempt(redis_url):
     assert counts == [2, 2]
     assert not third.locked and fourth.locked and fourth.scope == "account"
     assert left == 0
+
+
+def test_the_key_is_a_digest_of_the_cookie_never_the_cookie(redis_url):
+    """Listing keys must reveal nothing usable: the session's key names the SHA-256 of the id."""
+    async def body(r):
+        s = await sessions.create_session(r, USER, 30, 100)
+        names = [name async for name in r.scan_iter(match=keys.session("*"), count=1000)]
+        index = await r.smembers(keys.user_sessions(USER["user_id"]))
+        await sessions.destroy_session(r, s.id, USER["user_id"])
+        return s, names, index
+    s, names, index = run(redis_url, body)
+    assert sessions.session_key(s.id) in names
+    assert not any(s.id in name for name in names) and s.id not in index
+    assert s.digest in index and len(s.digest) == 64
+
+
+@pytest.mark.parametrize("crafted", ["", "short", "x" * 43 + "{", "a" * 42 + "*", "a" * 42 + ":", "a" * 44,
+                                     "{lab:stream:policies}" + "a" * 22, "a" * 40 + "%2F", "ä" * 43, None])
+def test_anything_but_a_generated_id_is_no_session(redis_url, crafted):
+    async def body(r):
+        return await sessions.touch_session(r, crafted, 30)
+    assert not sessions.is_session_id(crafted)
+    assert run(redis_url, body) is None
+
+
+def test_generated_ids_have_the_strict_shape():
+    assert all(sessions.is_session_id(sessions.new_session_id()) for _ in range(200))
