@@ -25,7 +25,7 @@ import json
 import logging
 import time
 
-from urllib.parse import quote_from_bytes, unquote_to_bytes
+from urllib.parse import quote_from_bytes, unquote, unquote_to_bytes
 
 import aiohttp
 from yarl import URL
@@ -228,7 +228,8 @@ class ProxyMiddleware:
                 raise NoAnswer(503, gateway_error("no_instance", f"no healthy instance of the {service} service",
                                                   service), [(b"retry-after", b"1")])
             # Replaces anything the client sent (``x-lab-identity`` is never forwarded, see HOP_BY_HOP).
-            headers[IDENTITY_HEADER] = signed_header(state, identity, service, method, path,
+            # Signed for the path as the service will read it: its server decodes what we send, once.
+            headers[IDENTITY_HEADER] = signed_header(state, identity, service, method, unquote(path),
                                                      target.instance_id if target.registered else None)
             upstreams.on_sent(target)
             try:

@@ -154,3 +154,12 @@ def test_end_date_error_names_the_field(api, new_customer):
         "customer_id": new_customer()["id"], "product": "auto", "premium_cents": 1, "coverage_cents": 1,
         "start_date": "2026-01-01", "end_date": "2026-01-01"})
     assert response.status_code == 422 and response.json()["error"]["field"] == "end_date"
+
+
+@pytest.mark.parametrize("path", ["/api/customers/CUS-000001%20x", "/api/customers/caf%C3%A9",
+                                  "/api/policies/POL-000001;x", "/api/claims/CLM-000001%3Fx=1"])
+def test_an_odd_but_harmless_path_reaches_the_service_with_a_valid_identity(api, path):
+    """The gateway signs the path as the service will decode it: an escaped character is judged by the
+    service (404/422), never refused as a forged identity (401)."""
+    response = api.get(path, headers={"Cache-Control": "no-cache"})
+    assert response.status_code in (404, 422), (path, response.status_code, response.text[:200])
