@@ -1,4 +1,4 @@
-"""The test session's own lab: Redis and the four services on free ports, in a private run directory.
+"""The test session's own lab: Redis, the services and the dashboard on free ports, in a private run directory.
 
 Started once in ``pytest_sessionstart`` (so nbval's notebook items, which use no fixtures, see it too) and
 published through the environment: every notebook kernel and every ``labkit`` call in the session then
@@ -30,6 +30,7 @@ def pytest_sessionstart(session):
         "LAB_CLAIMS_PORT": str(procs.free_port()),
         "LAB_CUSTOMER_PORT": str(procs.free_port()),
         "LAB_WORKER_PORT": str(procs.free_port()),
+        "LAB_DASHBOARD_PORT": str(procs.free_port()),
         "LAB_SOR_LATENCY_MS": "0",
         "LAB_LOG_LEVEL": "INFO",
     })

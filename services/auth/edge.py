@@ -8,7 +8,6 @@ gateway's own signature counts.
 
 from __future__ import annotations
 
-import hmac
 import time
 from http.cookies import SimpleCookie
 
@@ -33,7 +32,7 @@ def cookie_value(raw_cookie_header: str | None, name: str = COOKIE) -> str | Non
 async def identity_for(state, cookie_header: str | None, authorization: str | None) -> dict | None:
     settings = state.settings
     if authorization and authorization.lower().startswith("bearer "):
-        if hmac.compare_digest(authorization[7:].strip(), settings.api_key()):
+        if settings.is_api_key(authorization[7:].strip()):
             return {"sub": "labkit", "roles": ["system"]}
         return None
     session_id = cookie_value(cookie_header)

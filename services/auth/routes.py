@@ -61,6 +61,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict:
     lockout = await login_guard.check_lockout(state.redis, body.username, client,
                                               settings.login_max_failures_account, settings.login_max_failures_client)
     if lockout.locked:
+        state.refusals["logins_locked_out"] += 1
         raise LabError(429, "too_many_attempts",
                        f"too many failed logins for this {lockout.scope}; try again in {lockout.retry_after_s} s",
                        "username" if lockout.scope == "account" else None,
@@ -71,6 +72,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict:
     stored = user["password_hash"] if user else _DUMMY_HASH
     if not await asyncio.to_thread(verify_password, body.password, stored) or user is None:
         await login_guard.record_failure(state.redis, body.username, client, settings.login_window_s)
+        state.refusals["logins_failed"] += 1
         raise LabError(401, "invalid_credentials", "unknown username or wrong password", "password")
     await login_guard.record_success(state.redis, body.username)
     previous = await _current(request)
