@@ -36,7 +36,7 @@ def pytest_sessionstart(session):
     })
     import labkit
 
-    _started["lab"] = labkit.start_all(detached=False)
+    _started["lab"] = labkit.start_all(detached=False, timeout=120)  # generous: 2 cores may be shared
     _started["run_dir"] = run_dir
     from labkit.seed import seed
 

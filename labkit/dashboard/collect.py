@@ -28,7 +28,6 @@ import redis.asyncio as aioredis
 
 from services.core import keys
 from services.core.acl import TOPIC_OF
-from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES, SERVICE_NAMES, Settings
 from services.patterns.envelope import Event
 from services.patterns.subscriber import subscribe_forever
@@ -42,6 +41,7 @@ SHOWN_IN_ORDER = ("gateway", *ROUTED, *(name for name in SERVICE_NAMES if name n
 TOPICS = tuple(sorted(set(TOPIC_OF.values())))  # one stream per topic: customers, policies, claims
 HISTORY_S = 60  # the hit-rate line covers the last minute, one point per tick
 RECENT_EVENTS = 25
+REDIS_WAIT_S = 1.5  # longer than one Redis timeout: a slow answer is waited for, a frozen server is not
 SESSION_COUNT_EVERY_S = 5.0  # counting sessions is a SCAN over the keyspace: not every second
 
 
@@ -183,11 +183,14 @@ class Collector:
         by_port = {r.port: r for r in records.values() if "#" in r.name or r.name in SERVICE_NAMES}
 
         async def guarded(what: str, coroutine, default):
+            """A frozen or restarting Redis must not stall the tick: the processes' state still goes out."""
             try:
-                return await coroutine
-            except (*REDIS_DOWN, Exception) as exc:  # noqa: BLE001 - one source down must not blank the page
+                return await asyncio.wait_for(coroutine, REDIS_WAIT_S)
+            except asyncio.TimeoutError:
+                errors.append(f"{what}: no answer from Redis within {REDIS_WAIT_S:g} s")
+            except Exception as exc:  # noqa: BLE001 - one source down must not blank the page
                 errors.append(f"{what}: {type(exc).__name__}")
-                return default
+            return default
 
         registry, streams, redis_about, _ = await asyncio.gather(
             guarded("registry", self._registry(), {}), guarded("streams", self._streams(), []),
@@ -207,15 +210,18 @@ class Collector:
             alive = procs.is_alive(record.pid)
             row.update(name=record.name, pid=record.pid, process="alive" if alive else "dead")
 
-        gateway_urls = [row["url"] for row in known["gateway"].values() if row.get("process") != "dead"]
-        views = await asyncio.gather(*(self._get_json(url + "/services") for url in gateway_urls))
+        # Every HTTP question at once: a tick costs the slowest answer (at most the client's timeout), not the sum.
+        alive = {service: [row["url"] for row in known[service].values() if row.get("process") != "dead"]
+                 for service in SERVICE_NAMES}
+        gateway_urls, worker_urls = alive["gateway"], alive["worker"]
+        stats_urls = [url for service in ROUTED for url in alive[service]]
+        answers = await asyncio.gather(*(self._get_json(url + "/services") for url in gateway_urls),
+                                       *(self._get_json(url + "/health") for url in worker_urls),
+                                       *(self._get_json(url + "/stats") for url in stats_urls))
+        views = answers[:len(gateway_urls)]
         view = next((v for v in views if v), None)
-        worker_urls = [row["url"] for row in known["worker"].values() if row.get("process") != "dead"]
-        worker_health = dict(zip(worker_urls, await asyncio.gather(*(self._get_json(u + "/health")
-                                                                     for u in worker_urls))))
-        stats_urls = [row["url"] for service in ROUTED for row in known[service].values()
-                      if row.get("process") != "dead"]
-        stats = dict(zip(stats_urls, await asyncio.gather(*(self._get_json(u + "/stats") for u in stats_urls))))
+        worker_health = dict(zip(worker_urls, answers[len(gateway_urls):len(gateway_urls) + len(worker_urls)]))
+        stats = dict(zip(stats_urls, answers[len(gateway_urls) + len(worker_urls):]))
         if gateway_urls and view is None:
             errors.append("gateway: GET /services did not answer")
 
