@@ -110,16 +110,19 @@ class Lab:
     def dashboard(self, *, height: int = 720, actions: bool = False, proxied: bool | None = None):
         """The live dashboard inline in a notebook (an IFrame), beside the experiment that changes the lab.
 
-        ``proxied`` (default: when JupyterLab is not on this machine's loopback, e.g. a hosted Jupyter) loads
-        it through Jupyter's own URL, ``/proxy/<port>/`` (jupyter-server-proxy), so no extra port must be
-        reachable. ``actions=True`` hands the page the lab's API key (in the URL fragment, which is never sent
-        to a server) so its kill/scale buttons show — the key then sits in this cell's output: do not share
-        a notebook saved with it.
+        By default it loads through Jupyter's own URL, ``/proxy/<port>/`` (jupyter-server-proxy, under
+        JupyterHub's prefix when there is one), so it works the same when JupyterLab runs on a remote or hosted
+        machine: no extra port must be reachable. ``proxied=False`` (or ``LAB_DASHBOARD_PROXIED=0``; the
+        default in VS Code, which has no Jupyter server to proxy through) loads ``http://127.0.0.1:<port>/``.
+        ``actions=True`` hands the page the lab's API key (in the URL fragment, which is never sent to a
+        server) so its kill/scale buttons show — the key then sits in this cell's output: do not share a
+        notebook saved with it.
         """
         from IPython.display import IFrame
 
         if proxied is None:
-            proxied = bool(os.environ.get("LAB_DASHBOARD_PROXIED") or os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
+            choice = os.environ.get("LAB_DASHBOARD_PROXIED")
+            proxied = choice not in ("0", "false", "no") if choice else "VSCODE_PID" not in os.environ
         if proxied:
             prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
             url = f"{prefix}/proxy/{self.settings.dashboard_port}/"

@@ -183,3 +183,57 @@ def test_a_failed_login_is_counted_by_the_gateway_and_shown(settings, anonymous)
     before = anonymous.get("/services").json()["refused"]["logins_failed"]
     anonymous.post("/api/auth/login", json={"username": "nobody-here", "password": "wrong"})
     snapshot_where(settings, lambda s: (s["access"]["logins_failed"] or 0) > before, "the failed login counted")
+
+
+def test_lab_dashboard_is_an_iframe_on_the_page_or_through_jupyters_proxy(settings):
+    lab = labkit.status(settings)
+    assert lab.dashboard(proxied=False).src == settings.url_of("dashboard") + "/"
+    assert lab.dashboard(proxied=True).src == f"/proxy/{settings.dashboard_port}/"
+    with_key = lab.dashboard(proxied=False, actions=True).src
+    assert with_key.endswith("#key=" + settings.api_key()), "the key only in the fragment, never in the query"
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(tmp_path_factory):
+    """A Jupyter server with jupyter-server-proxy, as a learner's (maybe remote) JupyterLab runs it."""
+    import subprocess
+    import sys
+
+    port, token = procs.free_port(), "dashboard-test-token"
+    server = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
+                               f"--IdentityProvider.token={token}", "--allow-root",
+                               f"--ServerApp.root_dir={tmp_path_factory.mktemp('jupyter')}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/status", headers={"Authorization": f"token {token}"}).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, "the Jupyter server exited"
+            time.sleep(0.2)
+        yield base, {"Authorization": f"token {token}"}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_the_page_and_its_live_stream_reach_through_jupyters_own_url(settings, jupyter_server):
+    """A learner on a remote or hosted Jupyter opens /proxy/<port>/: the page, and the stream as it streams."""
+    base, auth = jupyter_server
+    proxied = f"{base}/proxy/{settings.dashboard_port}"
+    page = httpx.get(proxied + "/", headers=auth, timeout=30)
+    assert page.status_code == 200 and 'src="static/dashboard.js"' in page.text
+    headers = {**auth, "Accept": "text/event-stream"}  # what a browser's EventSource sends
+    with httpx.stream("GET", proxied + "/events", headers=headers, timeout=httpx.Timeout(20, read=20)) as stream:
+        assert stream.status_code == 200
+        seen = []
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                seen.append(json.loads(line[len("data:"):]))
+            if len(seen) == 2:  # two snapshots a second apart, while the response is still open: it streams
+                break
+    assert {s["name"] for s in seen[-1]["services"]} >= {"gateway", "customer", "policy", "claims"}
