@@ -272,6 +272,7 @@ class Collector:
         refused = (view or {}).get("refused") or {}
         return {
             "time": now_iso(),
+            "registry_ttl_s": self.settings.registry_ttl_s,
             "services": services,
             "caches": {"services": caches, "gateway": response_cache},
             "events": {"streams": streams, "recent": list(self.recent_events)},

@@ -74,7 +74,7 @@ function actionButton(text, path, body, label, danger) {
 
 // --- drawing -------------------------------------------------------------------------------------------
 
-function drawServices(services) {
+function drawServices(services, registryRead, fullTtl) {
   const cards = services.map((service) => {
     const count = service.instances.filter((i) => i.name && i.process !== "dead").length;
     const tools = apiKey ? h("span", {class: "tools"},
@@ -91,8 +91,8 @@ function drawServices(services) {
       h("td", {class: "num"}, show(i.in_flight)),
       h("td", {class: "num"}, show(i.served)),
       h("td", {class: "num", title: "seconds until the registration expires unless renewed"},
-        i.ttl_s === null || i.ttl_s === undefined ? "expired" :
-          [h("span", {class: "ttl"}, h("span", {style: `width:${Math.min(100, (i.ttl_s / 3) * 100)}%`})), `${i.ttl_s.toFixed(1)} s`]),
+        i.ttl_s === null || i.ttl_s === undefined ? (registryRead ? "expired" : "?") :
+          [h("span", {class: "ttl"}, h("span", {style: `width:${Math.min(100, (i.ttl_s / fullTtl) * 100)}%`})), `${i.ttl_s.toFixed(1)} s`]),
       apiKey && i.name ? h("td", {},
         i.process === "dead"
           ? actionButton("restart", "actions/restart", {instance: i.name}, `restart ${i.name}`)
@@ -175,7 +175,8 @@ function drawRedis(redis) {
 
 function draw(snapshot) {
   lastSnapshot = snapshot;
-  if (snapshot.services) drawServices(snapshot.services);
+  const registryRead = !(snapshot.errors || []).some((e) => e.startsWith("registry"));
+  if (snapshot.services) drawServices(snapshot.services, registryRead, snapshot.registry_ttl_s || 3);
   if (snapshot.caches) drawCaches(snapshot.caches);
   if (snapshot.events) drawEvents(snapshot.events);
   if (snapshot.access) drawAccess(snapshot.access);
