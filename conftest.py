@@ -1,4 +1,4 @@
-"""The test session's own lab: Redis and the four services on free ports, in a private run directory.
+"""The test session's own lab: Redis, the services and the dashboard on free ports, in a private run directory.
 
 Started once in ``pytest_sessionstart`` (so nbval's notebook items, which use no fixtures, see it too) and
 published through the environment: every notebook kernel and every ``labkit`` call in the session then
@@ -20,7 +20,7 @@ _started = {}
 
 def _pick_ports() -> dict[str, str]:
     return {"LAB_REDIS_PORT": str(procs.free_port())} | {
-        f"LAB_{name.upper()}_PORT": str(procs.free_port()) for name in SERVICE_NAMES}
+        f"LAB_{name.upper()}_PORT": str(procs.free_port()) for name in (*SERVICE_NAMES, "dashboard")}
 
 
 def pytest_sessionstart(session):

@@ -48,6 +48,13 @@ def cmd_scale(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    """The live dashboard: start it if the lab runs without it, and say where it is."""
+    url = lab_module.start_dashboard(detached=True)
+    print(f"The live dashboard: {url} (actions need the key: labkit api-key). `labkit stop-all` stops it.")
+    return 0
+
+
 def cmd_seed(args) -> int:
     from .seed import seed
 
@@ -220,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("scale", cmd_scale, "run N instances of a service (extra ones on free ports, named NAME#2, NAME#3 ...)")
     p.add_argument("name", choices=SERVICE_NAMES)
     p.add_argument("n", type=int, help="how many instances in all (1 = only the first one)")
+    add("dashboard", cmd_dashboard, "the live dashboard (started by start-all): start it if needed, print its address")
     add("seed", cmd_seed, "load the deterministic sample data (skipped if already loaded)")
     p = add("fault", cmd_fault, "inject a fault into the running lab (lesson 08): kill, redis-restart, "
                                 "redis-freeze, slow, maxmemory")

@@ -113,6 +113,35 @@ class Lab:
     def stop(self) -> None:
         stop_all(self.settings)
 
+    @property
+    def dashboard_url(self) -> str:
+        return self.settings.url_of(DASHBOARD) + "/"
+
+    def dashboard(self, *, height: int = 720, actions: bool = False, proxied: bool | None = None):
+        """The live dashboard inline in a notebook (an IFrame), beside the experiment that changes the lab.
+
+        By default it loads through Jupyter's own URL, ``/proxy/<port>/`` (jupyter-server-proxy, under
+        JupyterHub's prefix when there is one), so it works the same when JupyterLab runs on a remote or hosted
+        machine: no extra port must be reachable. ``proxied=False`` (or ``LAB_DASHBOARD_PROXIED=0``; the
+        default in VS Code, which has no Jupyter server to proxy through) loads ``http://127.0.0.1:<port>/``.
+        ``actions=True`` hands the page the lab's API key (in the URL fragment, which is never sent to a
+        server) so its kill/scale buttons show — the key then sits in this cell's output: do not share a
+        notebook saved with it.
+        """
+        from IPython.display import IFrame
+
+        if proxied is None:
+            choice = os.environ.get("LAB_DASHBOARD_PROXIED")
+            proxied = choice not in ("0", "false", "no") if choice else "VSCODE_PID" not in os.environ
+        if proxied:
+            prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
+            url = f"{prefix}/proxy/{self.settings.dashboard_port}/"
+        else:
+            url = self.dashboard_url
+        if actions:
+            url += "#key=" + self.settings.api_key()
+        return IFrame(url, width="100%", height=height)
+
 
 #: Settings a service process is never given: the master secret and what stands in for it (each service
 #: gets its own share of these below), and the admin REDIS_URL.
@@ -184,6 +213,10 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
         if procs.port_in_use(settings.host, port):
             raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
         to_start.append(name)
+    dashboard_needed = not _dashboard_answers(settings)
+    if dashboard_needed and procs.port_in_use(settings.host, settings.dashboard_port):
+        raise PortBusyError(settings.dashboard_port, "the lab dashboard", procs.port_holder(settings.dashboard_port),
+                            "LAB_DASHBOARD_PORT")
 
     running_redis = redis_server.current(settings)
     started_redis: redis_server.RedisServer | None = None
@@ -201,6 +234,8 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
             procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path),
                                                                    time.time(), argv))
             started[name] = (proc, url, log_path)
+        if dashboard_needed:
+            started[DASHBOARD] = _spawn_dashboard(settings, detached)
 
         procs.wait_all_healthy(started, timeout=timeout)
     except BaseException as exc:
@@ -245,6 +280,7 @@ def status(settings: Settings | None = None, server: redis_server.RedisServer | 
     for name in SERVICE_NAMES:
         services.append(_service_status(settings, name, records))
         services += [_instance_status(records[extra]) for extra in _extra_instances(records, name)]
+    services.append(_service_status(settings, DASHBOARD, records))
     return Lab(settings, server, services)
 
 
@@ -353,12 +389,58 @@ def restart_instance(name: str, settings: Settings | None = None, *, detached: b
     return status(settings, server)
 
 
+# --- the live dashboard (labkit/dashboard/): a process of the lab like the services, but labkit's own ----
+
+DASHBOARD = "dashboard"
+DASHBOARD_MODULE = "labkit.dashboard"
+
+
+def _dashboard_answers(settings: Settings) -> bool:
+    health = procs.get_health(settings.url_of(DASHBOARD))
+    return bool(health and health.get("service") == DASHBOARD)
+
+
+def _spawn_dashboard(settings: Settings, detached: bool):
+    """Start ``python -m labkit.dashboard``. It is labkit (the lab bench, like the CLI), not a service: it gets
+    labkit's own environment with every setting spelled out, and finds Redis the way labkit does
+    (``<run_dir>/redis.json``), so its Redis faults (freeze) act on the lab's own server."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for name, value in settings.model_dump().items():
+        if value is not None and name != "redis_url":
+            env[f"LAB_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    if not settings.redis_url:
+        env.pop("REDIS_URL", None)
+    url, port = settings.url_of(DASHBOARD), settings.dashboard_port
+    argv = [sys.executable, "-m", DASHBOARD_MODULE, "--port", str(port)]
+    log_path = settings.run_dir / "logs" / f"{DASHBOARD}.log"
+    proc = procs.spawn(DASHBOARD, argv, env, log_path, detached)
+    procs.write_pidfile(settings.run_dir, procs.ProcRecord(DASHBOARD, proc.pid, port, url, str(log_path), time.time(),
+                                                           argv))
+    return proc, url, log_path
+
+
+def start_dashboard(settings: Settings | None = None, *, detached: bool | None = None) -> str:
+    """Start only the dashboard (the lab must be up; ``start_all`` starts it too). Returns its address."""
+    settings = settings or get_settings()
+    if not _dashboard_answers(settings):
+        server = redis_server.current(settings)
+        if server is None:
+            raise LabkitError("the lab is not running: `labkit start-all` (it starts the dashboard too)")
+        if procs.port_in_use(settings.host, settings.dashboard_port):
+            raise PortBusyError(settings.dashboard_port, "the lab dashboard",
+                                procs.port_holder(settings.dashboard_port), "LAB_DASHBOARD_PORT")
+        proc, url, log_path = _spawn_dashboard(settings, bool(detached))
+        procs.wait_healthy(DASHBOARD, url, proc, log_path, timeout=settings.start_timeout_s)
+    return settings.url_of(DASHBOARD) + "/"
+
+
 def stop_all(settings: Settings | None = None) -> list[str]:
     """Stop every process labkit started (services, extra instances, workers, then Redis). Returns names."""
     settings = settings or get_settings()
     stopped = []
     for name, record in procs.read_pidfiles(settings.run_dir).items():
-        if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, "services."):
+        marker = DASHBOARD_MODULE if name == DASHBOARD else "services."
+        if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, marker):
             procs.stop_pid(record.pid)
             stopped.append(name)
         procs.remove_pidfile(settings.run_dir, name)

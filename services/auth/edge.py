@@ -8,22 +8,12 @@ gateway's own signature counts.
 
 from __future__ import annotations
 
-import hmac
 from http.cookies import SimpleCookie
 
 from services.patterns import sessions
 from services.patterns.identity import GATEWAY, sign_identity
 
 COOKIE = "lab_session"
-
-
-def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison of a secret a client sent with ours, for *any* text the client sent.
-
-    ``hmac.compare_digest`` raises ``TypeError`` on a ``str`` that is not ASCII — and a header is whatever
-    bytes a client chose — so both sides are compared as bytes.
-    """
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def cookie_value(raw_cookie_header: str | None, name: str = COOKIE) -> str | None:
@@ -41,7 +31,7 @@ def cookie_value(raw_cookie_header: str | None, name: str = COOKIE) -> str | Non
 async def identity_for(state, cookie_header: str | None, authorization: str | None) -> dict | None:
     settings = state.settings
     if authorization and authorization.lower().startswith("bearer "):
-        if same_secret(authorization[7:].strip(), settings.api_key()):
+        if settings.is_api_key(authorization[7:].strip()):
             return {"sub": "labkit", "roles": ["system"]}
         return None
     session_id = cookie_value(cookie_header)

@@ -64,6 +64,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict:
                                                 settings.login_max_failures_account,
                                                 settings.login_max_failures_client, settings.login_window_s)
     if lockout.locked:
+        state.refusals["logins_locked_out"] += 1
         raise LabError(429, "too_many_attempts",
                        f"too many failed logins for this {lockout.scope}; try again in {lockout.retry_after_s} s",
                        "username" if lockout.scope == "account" else None,
@@ -73,6 +74,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict:
     # every other request meanwhile.
     stored = user["password_hash"] if user else _DUMMY_HASH
     if not await asyncio.to_thread(verify_password, body.password, stored) or user is None:
+        state.refusals["logins_failed"] += 1
         raise LabError(401, "invalid_credentials", "unknown username or wrong password", "password")
     await login_guard.release_attempt(state.redis, body.username, client)
     previous = await _current(request)

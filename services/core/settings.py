@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     claims_port: int = 3002
     customer_port: int = 3003
     worker_port: int = 3004  # the claims worker (lesson 02): only /health, its work is reading a stream
+    dashboard_port: int = 3010  # labkit's live dashboard (a page over Server-Sent Events), not a service
 
     # labkit's bench: pidfiles, logs, the SQLite files, the Redis state file.
     run_dir: Path = PROJECT_ROOT / ".lab"
@@ -183,6 +184,11 @@ class Settings(BaseSettings):
     def api_key(self) -> str:
         """The key labkit, tests and curl use at the gateway to act as the lab's system user."""
         return self.api_key_value
+
+    def is_api_key(self, presented: str) -> bool:
+        """Is ``presented`` the lab's API key? Constant time, on bytes: ``hmac.compare_digest`` raises
+        TypeError for a str with non-ASCII characters, and a header like ``Bearer é`` must be a plain "no"."""
+        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), self.api_key().encode())
 
     @cached_property
     def api_key_value(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import aiohttp
 from fastapi import FastAPI
@@ -40,6 +41,9 @@ async def open_upstreams(app: FastAPI) -> None:
                                                    settings.rate_limit_window_s)
                               if settings.rate_limit_requests > 0 else None)
     app.state.response_cache = ResponseCache(settings.gateway_cache_ttl_s)
+    # What this gateway turned away since it started (GET /services shows them; the dashboard watches):
+    # rate_limited (429 from the limiter), logins_locked_out (429 from the login guard), logins_failed (401).
+    app.state.refusals = Counter(rate_limited=0, logins_locked_out=0, logins_failed=0)
     app.state.cache_invalidation = asyncio.create_task(subscribe_forever(
         app.state.redis, [keys.channel(name) for name in INVALIDATING_CHANNELS],
         lambda event: drop_cached_answers(app, event), on_subscribed=app.state.response_cache.empty_after_resubscribe),

@@ -268,6 +268,7 @@ class ProxyMiddleware:
             return True  # fail open: an outage of the limiter must not become an outage of the API
         if decision.allowed:
             return True
+        state.refusals["rate_limited"] += 1
         await send_json(send, 429, gateway_error(
             "rate_limited", f"more than {state.rate_limiter.limit} requests in "
             f"{state.rate_limiter.window_ms / 1000:g} s; retry after {decision.retry_after_s} s", None),

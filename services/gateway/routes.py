@@ -29,7 +29,8 @@ def _view(app: FastAPI) -> dict:
     return {"services": s.upstreams.describe(),
             "discovery": s.settings.gateway_discovery,
             "rate_limit": ({"requests": limiter.limit, "window_s": limiter.window_ms / 1000} if limiter else None),
-            "response_cache": s.response_cache.describe()}
+            "response_cache": s.response_cache.describe(),
+            "refused": dict(s.refusals)}
 
 
 @router.get("/services")

@@ -20,7 +20,7 @@ from services.core.settings import SERVICE_NAMES, Settings
 def private_lab_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update({"LAB_RUN_DIR": str(tmp_path / "run"), "LAB_REDIS_PORT": str(procs.free_port())})
-    for name in SERVICE_NAMES:
+    for name in (*SERVICE_NAMES, "dashboard"):
         env[f"LAB_{name.upper()}_PORT"] = str(procs.free_port())
     return env
 
@@ -36,7 +36,7 @@ def stop_whatever_is_left(env) -> None:
 
 
 def ports_of(env) -> list[int]:
-    return [int(env["LAB_REDIS_PORT"])] + [int(env[f"LAB_{n.upper()}_PORT"]) for n in SERVICE_NAMES]
+    return [int(env["LAB_REDIS_PORT"])] + [int(env[f"LAB_{n.upper()}_PORT"]) for n in (*SERVICE_NAMES, "dashboard")]
 
 
 def wait_until_free(ports, seconds=60.0) -> list[int]:
@@ -58,9 +58,9 @@ def test_cli_lab_outlives_the_command_verifies_and_stops_cleanly(tmp_path):
         again = labkit_cli(env, "start-all")  # idempotent: reuses, starts nothing new
         assert again.returncode == 0
         pids = sorted(r.pid for r in procs.read_pidfiles(tmp_path / "run").values())
-        assert len(pids) == len(SERVICE_NAMES)
+        assert len(pids) == len(SERVICE_NAMES) + 1  # the services and the dashboard
         status = labkit_cli(env, "status")
-        assert status.returncode == 0 and status.stdout.count("healthy") == len(SERVICE_NAMES) + 1
+        assert status.returncode == 0 and status.stdout.count("healthy") == len(SERVICE_NAMES) + 2  # + redis
         verified = labkit_cli(env, "verify")
         assert verified.returncode == 0, verified.stdout
         assert "0 failed" in verified.stdout
