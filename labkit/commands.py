@@ -56,7 +56,12 @@ class Captured:
         """The command names, in order (``["SET", "PUBLISH", ...]``)."""
         return [c.name for c in self.commands]
 
-    def lines(self, width: int = 48, limit: int = 40) -> list[str]:
+    def only(self, *names: str) -> Captured:
+        """The same capture, keeping only the commands with these names (``only("DEL", "PUBLISH")``)."""
+        wanted = {n.upper() for n in names}
+        return Captured(self.match, [c for c in self.commands if c.name in wanted])
+
+    def lines(self, width: int = 48, limit: int = 80) -> list[str]:
         shown = [f"{c.t_s * 1000:8.1f} ms  {c.client:>15}  " + " ".join(_short(a, width) for a in c.args)
                  for c in self.commands[:limit]]
         if len(self.commands) > limit:

@@ -200,8 +200,9 @@ def strategies_in_words(summary: pd.DataFrame) -> str:
                  "for delete_with_token alone. Compare loads per write, not raw loads: a strategy whose reads are "
                  "faster makes more reads in the same second, and more of them arrive while a copy is missing.")
     if near["stale_rate"] > 0:
-        lines.append(f"near_cache's stale reads ({near['stale_rate']:.1%}) were stale for {near['staleness_p50_ms']:.1f} ms "
-                     "at the median: the time an invalidation took to travel from Redis to the process.")
+        lines.append(f"near_cache's stale reads ({near['stale_rate']:.1%}) were stale for "
+                     f"{near['staleness_p50_ms']:.1f} ms at the median: the time an invalidation took to travel "
+                     "from Redis to the process.")
     return "\n".join(lines)
 
 
