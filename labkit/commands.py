@@ -61,7 +61,7 @@ class Captured:
         wanted = {n.upper() for n in names}
         return Captured(self.match, [c for c in self.commands if c.name in wanted])
 
-    def lines(self, width: int = 48, limit: int = 80) -> list[str]:
+    def lines(self, width: int = 72, limit: int = 80) -> list[str]:
         shown = [f"{c.t_s * 1000:8.1f} ms  {c.client:>15}  " + " ".join(_short(a, width) for a in c.args)
                  for c in self.commands[:limit]]
         if len(self.commands) > limit:

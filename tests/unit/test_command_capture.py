@@ -20,6 +20,7 @@ def test_a_block_s_commands_are_captured_in_order_and_others_are_not(r, redis_ur
         r.delete(mine)
     r.delete(other)
     assert seen.names() == ["SET", "GET", "DEL"]
+    assert seen.only("del", "GET").names() == ["GET", "DEL"]
     assert [a.upper() for a in seen.commands[0].args] == ["SET", mine.upper(), "1", "PX", "5000"]
 
 
