@@ -200,8 +200,8 @@ def cache_answers_in_words(cached: pd.DataFrame) -> str:
     try:
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         parts.append(f"Load average {load:.1f} on {cores} cores: "
-                     + ("a HIT often waits for a core, and those waits make a second, slower hump."
-                        if load > cores else "a quiet machine, so a HIT should rarely wait for a core."))
+                     + ("a HIT often waits for a core; those waits widen its histogram, or make a second, "
+                        "slower hump." if load > cores else "a quiet machine, so a HIT should rarely wait for a core."))
     except OSError:
         pass
     return "\n".join(parts)
