@@ -645,3 +645,42 @@ def keys_before_after(counts: pd.DataFrame):
     ax.set_xlabel("keys in Redis (count)")
     ax.set_title("Keys of each kind before and after the squeeze")
     return _finish(fig)
+
+
+# --- lesson 03: a rejoin at exact times, no buckets --------------------------------------------
+
+def rejoin_exact(df: pd.DataFrame, margin_s: float = 0.3):
+    """Lesson 03: the moments around a rejoin at their exact times — one tick per answer, when it arrived, one
+    row per instance — with the registration (the event's own time), the gateway's first healthy view and the
+    newcomer's first answer as labelled lines. No time buckets, so nothing is drawn before it happened. Shows
+    from ``margin_s`` before the registration to ``margin_s`` after the last of those moments."""
+    m = df.attrs.get("milestones", {})
+    newcomer = df.attrs.get("instance")
+    fig, ax = plt.subplots()
+    answered = df[df["ok"]]
+    instances = sorted(answered["served_by"].unique(), key=lambda i: (i == newcomer, i))
+    for row, instance in enumerate(instances):
+        times = answered.loc[answered["served_by"] == instance, "answered_s"]
+        ax.plot(times, [row] * len(times), "|", markersize=14,
+                label=f"{instance} (the newcomer)" if instance == newcomer else instance)
+    ax.set_yticks(range(len(instances)), instances, fontsize=8)
+    marks = [("registered", "purple", ":", "registered (event time)"),
+             ("gateway_routes", "black", "--", "gateway's view: healthy (sampled)"),
+             ("first_served", "tab:green", "-", "its first answer arrives")]
+    shown = [m[name] for name, *_ in marks if name in m]
+    if shown:
+        ax.set_xlim(min(shown) - margin_s, max(shown) + margin_s)
+    left, right = ax.get_xlim()
+    for level, (name, colour, line, text) in enumerate(marks):
+        if name in m:
+            ax.axvline(m[name], color=colour, linestyle=line, linewidth=1.5)
+            # the registration's label left of its line (the next line follows closely), and any near the edge
+            late = name == "registered" or m[name] > left + 0.6 * (right - left)
+            ax.annotate(f"{text}\n{m[name]:.3f} s", (m[name], len(instances) - 0.4 + 0.45 * level),
+                        fontsize=8, color=colour, ha="right" if late else "left", va="bottom",
+                        xytext=(-3 if late else 3, 0), textcoords="offset points")
+    ax.set_ylim(-0.6, len(instances) + 1.0)
+    ax.set_xlabel("seconds since the traffic started (each tick: one answer, when it arrived)")
+    ax.set_title("The rejoin at exact times: registered, routed to, serving")
+    fig.tight_layout()
+    return fig

@@ -73,6 +73,7 @@ async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: 
     writer_redis, instance_redis = clients[0], clients[1:]
     background, nears = [], []
     rows: list[dict] = []
+    writes: list[str] = []
     try:
         if strategy == "event_driven":  # each instance listens for changes and deletes its copies
             for r in instance_redis:
@@ -115,6 +116,7 @@ async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: 
             rng = random.Random(seed)
             while time.perf_counter() < deadline:
                 name = names[min(int(rng.paretovariate(1.2)) - 1, n_keys - 1)]
+                writes.append(name)
                 version = source.commit(name)  # the system of record commits first ...
                 await coherence.after_write(writer_redis, entities[name], base_strategy, ttl_ms=ttl_ms,
                                             new_value={"id": name, "version": version}, topic=topic)
@@ -131,6 +133,7 @@ async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: 
         for r in clients:
             await r.aclose()
     df = pd.DataFrame(rows)
+    df["writes_in_run"] = len(writes)  # the same for every row: the writer's commits during this run
     df.attrs["sor_loads"] = dict(source.loads)
     return df
 
@@ -154,20 +157,53 @@ def mixed_workload(strategy: str, settings: Settings | None = None, *, n_keys: i
 
 def compare_strategies(settings: Settings | None = None, strategies=STRATEGIES, **workload) -> pd.DataFrame:
     """``mixed_workload`` for every strategy, one after the other, in one DataFrame."""
-    frames = [mixed_workload(s, settings, **workload) for s in strategies]
+    frames = [mixed_workload(s, settings, **workload) for s in strategies]  # writes_in_run: per frame
     return pd.concat(frames, ignore_index=True)
 
 
 def strategy_summary(reads: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy: reads, hit rate, stale-read rate, staleness p50/p99 of the stale reads (ms)."""
+    """Per strategy: reads, hit rate, stale-read rate, staleness p50/p99 of the stale reads (ms), loads on the
+    system of record, writes, and loads per write — the fair comparison, since a strategy whose reads are
+    faster makes more reads (and so more misses) in the same second."""
     def one(group: pd.DataFrame) -> pd.Series:
         stale = group.loc[group["stale"], "staleness_ms"]
+        loads = int((group["tier"] == "system of record").sum())
+        writes = int(group["writes_in_run"].iloc[0])
         return pd.Series({"reads": len(group), "hit_rate": group["hit"].mean(),
+                          "l1_rate": (group["tier"] == "l1").mean(),
                           "stale_rate": group["stale"].mean(),
                           "staleness_p50_ms": stale.quantile(0.5) if len(stale) else 0.0,
                           "staleness_p99_ms": stale.quantile(0.99) if len(stale) else 0.0,
-                          "sor_loads": int((group["tier"] == "system of record").sum())})
+                          "sor_loads": loads, "writes": writes, "loads_per_write": loads / max(writes, 1)})
     return reads.groupby("strategy", sort=False)[list(reads.columns)].apply(one)
+
+
+def strategies_in_words(summary: pd.DataFrame) -> str:
+    """Lesson 06's comparison, read off ``strategy_summary`` for this run — with a plain word where the run
+    did not show what the lesson expects."""
+    s = summary
+    lines = [f"{name}: {row['hit_rate']:.0%} hits, {row['stale_rate']:.1%} of reads stale, "
+             f"{row['loads_per_write']:.2f} system-of-record loads per write ({int(row['reads'])} reads, "
+             f"{int(row['writes'])} writes)" for name, row in s.iterrows()]
+    dow = s.loc["delete_on_write", "stale_rate"]
+    closed = [n for n in ("delete_with_token", "versioned_keys") if s.loc[n, "stale_rate"] == 0]
+    lines.append("")
+    lines.append(f"delete_on_write served {dow:.1%} of its reads stale (the stale-set race of section 1: a slow "
+                 "reader stored the old value back after the write's delete); " + (
+                     f"{' and '.join(closed)} served none: the race is closed." if len(closed) == 2 else
+                     f"the token / versioned keys served {s.loc['delete_with_token', 'stale_rate']:.1%} / "
+                     f"{s.loc['versioned_keys', 'stale_rate']:.1%} stale: NOT zero in this run."))
+    near, token = s.loc["near_cache"], s.loc["delete_with_token"]
+    lines.append(f"near_cache answered {near['l1_rate']:.0%} of its reads from the process (L1), without a round "
+                 f"trip. Underneath it is delete_with_token, so every write still empties the copy and the next "
+                 f"readers load: {near['loads_per_write']:.2f} loads per write vs {token['loads_per_write']:.2f} "
+                 "for delete_with_token alone. Compare loads per write, not raw loads: a strategy whose reads are "
+                 "faster makes more reads in the same second, and more of them arrive while a copy is missing.")
+    if near["stale_rate"] > 0:
+        lines.append(f"near_cache's stale reads ({near['stale_rate']:.1%}) were stale for "
+                     f"{near['staleness_p50_ms']:.1f} ms at the median: the time an invalidation took to travel "
+                     "from Redis to the process.")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------- stampede
@@ -193,6 +229,9 @@ async def _stampede(url: str, protection: str, readers: int, ttl_ms: int, load_m
 
     try:
         await read_once()  # warm: the copy exists, then it expires ``expiries`` times under load
+        # open every reader's connection before the clock starts: on a busy machine opening a hundred
+        # connections can take longer than the run, and the readers would then never be there at an expiry
+        await asyncio.gather(*(r.ping() for _ in range(readers)))
         loads.clear()
         deadline = time.perf_counter() + (expiries * (ttl_ms + load_ms) + ttl_ms / 2) / 1000
 
@@ -216,6 +255,31 @@ def stampede(settings: Settings | None = None, protections=("none", "lock", "xfe
     url = _redis_url(settings or get_settings())
     return pd.concat([run_async(_stampede(url, p, readers, ttl_ms, load_ms, expiries, beta))
                       for p in protections], ignore_index=True)
+
+
+def stampede_in_words(loads: pd.DataFrame, readers: int) -> str:
+    """Lesson 06's stampede claims, read off this run: loads per refresh without protection, with the lock."""
+    per = loads_per_refresh(loads)
+    lines = [f"{name}: {int(row['total'])} loads in {int(row['refreshes'])} refreshes, "
+             f"{row['per_refresh_mean']:.1f} per refresh on average, {int(row['per_refresh_max'])} at worst"
+             for name, row in per.iterrows()]
+    none, lock = per.loc["none"], per.loc["lock"]
+    if none["per_refresh_mean"] > lock["per_refresh_mean"] and lock["per_refresh_max"] == 1:
+        lines.append(f"Without protection each expiry sent {none['per_refresh_mean']:.0f} of the {readers} readers "
+                     "to the system of record at once; with the lock exactly one reader loaded each time.")
+    else:
+        lines.append("This run did NOT show the stampede the prose describes (too few readers reached an expiry "
+                     "together — a busy machine?): run it again.")
+    if "xfetch" in per.index:
+        xfetch = per.loc["xfetch"]
+        if xfetch["per_refresh_mean"] < none["per_refresh_mean"] / 2:
+            lines.append(f"XFetch cut it to {xfetch['per_refresh_mean']:.1f} loads per refresh, with no lock: a "
+                         "few readers went early, now and then together.")
+        else:
+            lines.append(f"In this run XFetch did NOT avoid the stampede ({xfetch['per_refresh_mean']:.0f} loads per "
+                         "refresh): it needs a reader to go early in the last few load-times before the expiry, and "
+                         "when every read is slow (a busy machine) the copy can expire before one does.")
+    return "\n".join(lines)
 
 
 def loads_per_refresh(loads: pd.DataFrame) -> pd.DataFrame:

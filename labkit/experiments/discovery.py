@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime
 
 import aiohttp
 import pandas as pd
@@ -44,11 +45,14 @@ def registry_table(settings: Settings | None = None, services: tuple[str, ...] |
     return pd.DataFrame(rows, columns=["service", "instance", "address", "ttl_ms", "age_s", "weight", "key"])
 
 
-async def _traffic_while(settings: Settings, service: str, seconds: float, rate: float, watch, act) -> list[dict]:
+async def _traffic_while(settings: Settings, service: str, seconds: float, rate: float, watch, act,
+                         until=None, max_seconds: float | None = None) -> list[dict]:
     """Reads of one ``service`` entity through the gateway at ``rate``/s for ``seconds`` (open loop: a slow
     answer delays nothing), past the gateway's response cache so every read reaches an instance. Meanwhile
     ``act(clock)`` does the thing under study (``clock()``: seconds since the traffic started) and
-    ``watch(session, now)`` runs every 50 ms. One row per request."""
+    ``watch(session, now)`` runs every 50 ms. With ``until(rows)``, the traffic goes on past ``seconds`` until
+    it says so (at most ``max_seconds``): on a busy machine what we wait for can take longer. One row per
+    request."""
     url, rows = settings.url_of("gateway") + PATHS[service], []
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
         started = time.perf_counter()
@@ -62,16 +66,20 @@ async def _traffic_while(settings: Settings, service: str, seconds: float, rate:
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 status, by = 599, "-"
             rows.append({"t_s": t_s, "status": status, "served_by": by, "ok": status < 500,
-                         "latency_ms": (time.perf_counter() - sent) * 1000})
+                         "latency_ms": (time.perf_counter() - sent) * 1000,
+                         "answered_s": time.perf_counter() - started})  # when its answer arrived
+
+        def going_on(now: float) -> bool:
+            return now < seconds or (until is not None and now < (max_seconds or seconds) and not until(rows))
 
         async def watching():
-            while (now := time.perf_counter() - started) < seconds:
+            while going_on(now := time.perf_counter() - started):
                 await watch(session, now)
                 await asyncio.sleep(0.05)
 
         tasks = [asyncio.create_task(watching()), asyncio.create_task(act(lambda: time.perf_counter() - started))]
         pending, n = set(), 0
-        while (now := time.perf_counter() - started) < seconds:
+        while going_on(now := time.perf_counter() - started):
             pending.add(asyncio.create_task(one(now)))
             n += 1
             await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
@@ -100,6 +108,7 @@ def kill_under_traffic(service: str = "claims", victim: str = "claims#3", before
     victim_id = procs.get_health(procs.read_pidfiles(settings.run_dir)[victim].url)["instance"]
     r = lab_module.status(settings).redis_client()
     milestones: dict[str, float] = {}
+    facts: dict[str, float] = {}
 
     async def watch(session, now):
         if "killed" not in milestones:
@@ -116,6 +125,8 @@ def kill_under_traffic(service: str = "claims", victim: str = "claims#3", before
 
     async def kill(clock):
         await asyncio.sleep(before_s)
+        # was it registered right before the kill? (on a starved machine a heartbeat can be 3 s late)
+        facts["ttl_left_at_kill_ms"] = await asyncio.to_thread(r.pttl, keys.registry_instance(service, victim_id))
         await asyncio.to_thread(lab_module.kill_instance, victim, settings)
         milestones["killed"] = clock()
 
@@ -123,15 +134,21 @@ def kill_under_traffic(service: str = "claims", victim: str = "claims#3", before
         rows = run_async(_traffic_while(settings, service, before_s + after_s, rate, watch, kill))
     finally:
         r.close()
-    return _as_frame(rows, milestones)
+    df = _as_frame(rows, milestones)
+    df.attrs.update(facts)
+    return df
 
 
 def rejoin_under_traffic(service: str = "claims", victim: str = "claims#3", before_s: float = 1.0,
-                         after_s: float = 5.0, rate: float = 40.0, settings: Settings | None = None) -> pd.DataFrame:
+                         after_s: float = 5.0, rate: float = 40.0, settings: Settings | None = None,
+                         max_s: float = 30.0) -> pd.DataFrame:
     """Reads at ``rate``/s through the gateway; the stopped (or killed) ``victim`` is started again after
-    ``before_s``. Same rows as ``kill_under_traffic``; ``df.attrs["milestones"]``: seconds at which the restart
-    began, the new instance's ``instance.registered`` event arrived, the gateway's view showed it healthy
-    (sampled every 50 ms), it served its first request; ``df.attrs["instance"]``: its new instance id."""
+    ``before_s``; the traffic lasts ``after_s`` more, longer if the newcomer has not served yet (at most
+    ``max_s``: a slow boot on a busy machine). Same rows as ``kill_under_traffic``. ``df.attrs["milestones"]``:
+    seconds at which the restart began, the new instance registered (its ``instance.registered`` event's own
+    timestamp, not when we read it), the gateway's view showed it healthy (sampled every 50 ms), the answer to
+    its first request arrived (``answered_s``). Exact times, not time buckets, so its first answer can never
+    appear before its registration. ``df.attrs["instance"]``: its new instance id."""
     settings = settings or get_settings()
     newcomer_prefix = f"{service}-{procs.read_pidfiles(settings.run_dir)[victim].port}-"  # ids are <service>-<port>-…
     r = lab_module.status(settings).redis_client()
@@ -152,21 +169,28 @@ def rejoin_under_traffic(service: str = "claims", victim: str = "claims#3", befo
             await asyncio.sleep(before_s)
             milestones["restarted"] = clock()
             starting = asyncio.create_task(asyncio.to_thread(lab_module.restart_instance, victim, settings))
-            while newcomer_id is None and clock() < before_s + after_s:
+            while newcomer_id is None and clock() < before_s + max_s:
                 message = await asyncio.to_thread(announcements.get_message, timeout=0.2)
                 event = Event.from_json(message["data"]) if message else None
                 if event and event.type == EventType.INSTANCE_REGISTERED and event.subject.startswith(newcomer_prefix):
-                    newcomer_id, milestones["registered"] = event.subject, clock()
+                    # the moment the instance announced itself (the event's own time, on this clock), not the
+                    # moment this polling loop got round to reading it
+                    published = datetime.fromisoformat(event.time.replace("Z", "+00:00")).timestamp()
+                    newcomer_id, milestones["registered"] = event.subject, clock() - (time.time() - published)
             await starting
         finally:
             announcements.close()
 
+    def newcomer_served(rows: list[dict]) -> bool:
+        return newcomer_id is not None and any(row["served_by"] == newcomer_id for row in rows[-100:])
+
     try:
-        rows = run_async(_traffic_while(settings, service, before_s + after_s, rate, watch, restart))
+        rows = run_async(_traffic_while(settings, service, before_s + after_s, rate, watch, restart,
+                                        until=newcomer_served, max_seconds=before_s + max_s))
     finally:
         r.close()
     df = _as_frame(rows, milestones)
-    served = df.loc[df["served_by"] == newcomer_id, "t_s"]
+    served = df.loc[df["served_by"] == newcomer_id, "answered_s"]  # it served the request before this moment
     if not served.empty:
         milestones["first_served"] = float(served.min())
     df.attrs["instance"] = newcomer_id
@@ -194,4 +218,48 @@ def rejoin_times(df: pd.DataFrame) -> pd.DataFrame:
     return _seconds_after(df, "restarted", {
         "registered": "it registers in Redis: instance.registered arrives",
         "gateway_routes": "the gateway's view shows it healthy (sampled every 50 ms)",
-        "first_served": "it serves its first request"}, "seconds_after_restart")
+        "first_served": "the answer to its first request arrives"}, "seconds_after_restart")
+
+
+def kill_in_words(df: pd.DataFrame) -> str:
+    """Lesson 03's claims about a SIGKILL, read off ``kill_under_traffic``: who noticed first, what failed."""
+    m, failed = df.attrs["milestones"], int((~df["ok"]).sum())
+    lines = []
+    ttl_left = df.attrs.get("ttl_left_at_kill_ms")
+    if ttl_left is not None and ttl_left < 0:
+        lines.append("Its registration was ALREADY gone when it was killed: its heartbeat (every second) had not "
+                     "run for a whole TTL — the machine is too busy for this run to show the order of events. "
+                     "Run the cell again.")
+    elif ttl_left is not None:
+        lines.append(f"At the kill its registration had {ttl_left / 1000:.2f} s of TTL left.")
+    if "gateway_stops_routing" in m and "registry_expires" in m:
+        stop, expire = m["gateway_stops_routing"] - m["killed"], m["registry_expires"] - m["killed"]
+        lines.append(f"The gateway stopped routing to the dead instance {stop:.2f} s after the kill; its registration "
+                     f"expired in Redis {expire:.2f} s after it." + (
+                         " The health checks noticed first, long before the TTL ran out." if stop < expire else
+                         " In this run the health checks were NOT faster than the TTL."))
+    else:
+        lines.append(f"Not every moment was seen within the run: {sorted(m)}.")
+    lines.append(f"{failed} of {len(df)} requests failed." + (
+        " A refused connection is retried once on another instance, so none reached the client as an error."
+        if failed == 0 else " These were requests the retry could not save (e.g. already sent to the dying "
+        "process when it died, or the retry landed on a slow instance past the timeout)."))
+    return "\n".join(lines)
+
+
+def rejoin_in_words(df: pd.DataFrame) -> str:
+    """Lesson 03's claims about a rejoin, read off ``rejoin_under_traffic``'s exact milestones."""
+    m, failed = df.attrs["milestones"], int((~df["ok"]).sum())
+    if not {"restarted", "registered", "first_served"} <= set(m):
+        return f"Not every moment was seen within the run: {sorted(m)} — the instance may have booted too slowly."
+    first = df[df["served_by"] == df.attrs.get("instance")].sort_values("answered_s").iloc[0]
+    gap, took = m["first_served"] - m["registered"], first["latency_ms"] / 1000
+    lines = [f"Booting took {m['registered'] - m['restarted']:.2f} s (restart to registration); the answer to its "
+             f"first request arrived {gap:.3f} s after it registered (that request itself took {took:.3f} s"
+             + (": a fresh process is slow on its first request)." if took >= gap / 2 else ").")]
+    if "gateway_routes" in m:
+        lines.append(f"The gateway's view showed it healthy {m['gateway_routes'] - m['registered']:.3f} s after it "
+                     "registered (that view is sampled every 50 ms, so this is an upper bound).")
+    lines.append(f"{failed} of {len(df)} requests failed meanwhile" + (
+        ": the other instances carried the traffic." if failed == 0 else "."))
+    return "\n".join(lines)

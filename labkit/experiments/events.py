@@ -153,11 +153,15 @@ def claim_audit_trail(client: httpx.Client, steps: tuple[str, ...] = ("under_rev
     return claim["id"], df
 
 
+RECLAIM_GROUP_PREFIX = "lesson02-reclaim-"  # every group the reclaim experiment creates starts with this
+
+
 async def _kill_mid_batch(redis_url: str, client: httpx.Client, batch: int, handled_before_death: int,
-                          idle_ms: int) -> list[dict]:
+                          idle_ms: int) -> tuple[list[dict], dict]:
     r = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    group = f"lesson02-reclaim-{uuid.uuid4().hex[:6]}"
+    group = f"{RECLAIM_GROUP_PREFIX}{uuid.uuid4().hex[:6]}"
     rows = []
+    facts = {"group": group, "idle_ms": idle_ms, "acked_before_death": handled_before_death}
 
     async def snapshot(moment: str) -> None:
         summary = await r.xpending(STREAM, group)
@@ -172,9 +176,10 @@ async def _kill_mid_batch(redis_url: str, client: httpx.Client, batch: int, hand
             await asyncio.to_thread(_submit, client, policy_id)
         await asyncio.sleep(0.3)
         answer = await r.xreadgroup(group, "worker-A (dies)", {STREAM: ">"}, count=batch)
+        facts["read_by_A"] = len(answer[0][1])
         for entry_id, _fields in answer[0][1][:handled_before_death]:  # A handles a few, then "crashes"
             await r.xack(STREAM, group, entry_id)
-        await snapshot("1 worker-A died mid-batch")
+        await snapshot("1 A died mid-batch")
         handled = []
 
         async def handle(event: Event) -> None:
@@ -182,14 +187,25 @@ async def _kill_mid_batch(redis_url: str, client: httpx.Client, batch: int, hand
 
         await streams.consume_once(r, STREAM, group, "worker-B", handle, dead_key=keys.dead_letter("claims"),
                                    min_idle_ms=idle_ms, block_ms=10)
-        await snapshot(f"2 worker-B ran before {idle_ms} ms idle")
+        await snapshot("2 B, too early")
+        facts["handled_by_B_before_idle"] = len(handled)
         await asyncio.sleep(idle_ms / 1000)
-        await streams.consume_once(r, STREAM, group, "worker-B", handle, dead_key=keys.dead_letter("claims"),
-                                   min_idle_ms=idle_ms, block_ms=10)
-        await snapshot("3 worker-B after XAUTOCLAIM")
+
+        async def handle_reclaimed(event: Event) -> None:
+            if not handled:  # the first reclaimed entry: XAUTOCLAIM has moved them all to B, none acked yet
+                await snapshot("3 B: XAUTOCLAIM")
+                delivered = await r.xpending_range(STREAM, group, min="-", max="+", count=1000)
+                facts["delivered_twice"] = sum(p["times_delivered"] >= 2 for p in delivered)
+            handled.append(event.subject)
+
+        handled.clear()
+        await streams.consume_once(r, STREAM, group, "worker-B", handle_reclaimed,
+                                   dead_key=keys.dead_letter("claims"), min_idle_ms=idle_ms, block_ms=10)
+        await snapshot("4 B acked them")
+        facts["reclaimed_by_B"] = len(handled)
         for row in rows:
             row["reclaimed_by_B"] = len(handled)
-        return rows
+        return rows, facts
     finally:
         await r.xgroup_destroy(STREAM, group)
         await r.aclose()
@@ -198,8 +214,15 @@ async def _kill_mid_batch(redis_url: str, client: httpx.Client, batch: int, hand
 def kill_worker_mid_batch(redis_url: str, client: httpx.Client, batch: int = 10, handled_before_death: int = 3,
                           idle_ms: int = 1000) -> pd.DataFrame:
     """A consumer reads ``batch`` claims events, acknowledges ``handled_before_death`` and dies; another
-    consumer of the same group reclaims the rest with XAUTOCLAIM once they have been idle ``idle_ms``."""
+    consumer of the same group reclaims the rest with XAUTOCLAIM once they have been idle ``idle_ms``.
+
+    One row per moment and consumer: its pending entries. Moment 2 is B's first round, before the entries
+    were idle ``idle_ms`` (nothing to reclaim yet). Moment 3 is seen from inside worker-B's handler,
+    after XAUTOCLAIM moved the dead worker's entries to B and before B acknowledged any. ``df.attrs``: the
+    group's name, how many entries A read, how many B reclaimed, how many had been delivered twice."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a kernel already runs an event loop: use a thread
-        rows = pool.submit(asyncio.run, _kill_mid_batch(redis_url, client, batch, handled_before_death,
-                                                        idle_ms)).result()
-    return pd.DataFrame(rows)
+        rows, facts = pool.submit(asyncio.run, _kill_mid_batch(redis_url, client, batch, handled_before_death,
+                                                               idle_ms)).result()
+    df = pd.DataFrame(rows)
+    df.attrs.update(facts)
+    return df

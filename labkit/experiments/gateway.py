@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 
 import aiohttp
@@ -62,39 +63,148 @@ async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) 
 
 
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
-                            strategies: tuple[str, ...] = STRATEGIES, settings: Settings | None = None) -> pd.DataFrame:
-    """``requests`` reads through the gateway per strategy, ``concurrency`` at a time. One row per request:
-    strategy, seq (the order it was sent in), first_wave (one of the first ``concurrency``, sent while every
-    instance was idle), served_by, status, latency_ms. The strategy the gateway had is restored at the end."""
+                            strategies: tuple[str, ...] = STRATEGIES, settings: Settings | None = None,
+                            rounds: int = 1) -> pd.DataFrame:
+    """``requests`` reads through the gateway per strategy, ``concurrency`` at a time, in ``rounds``
+    alternating rounds (each strategy runs ``requests / rounds`` reads per round, the order rotating), so a
+    burst of load from elsewhere on the machine hits every strategy alike. One row per request: strategy,
+    round, seq (the order it was sent in within its round), first_wave (one of the first ``concurrency`` of its
+    round, sent while every instance was idle), served_by, status, latency_ms. The strategy the gateway had is
+    restored at the end."""
     settings = settings or get_settings()
     before = current_strategy(settings, service)
     frames = []
     try:
-        for strategy in strategies:
-            set_strategy(settings, service, strategy)
-            rows = run_async(_closed_loop(settings, PATHS[service], requests, concurrency))
-            frame = pd.DataFrame(rows).sort_values("seq", ignore_index=True)
-            frames.append(frame.assign(strategy=strategy, first_wave=frame["seq"] < concurrency))
+        for round_ in range(rounds):
+            shift = round_ % len(strategies)
+            for strategy in strategies[shift:] + strategies[:shift]:
+                set_strategy(settings, service, strategy)
+                rows = run_async(_closed_loop(settings, PATHS[service], requests // rounds, concurrency))
+                frame = pd.DataFrame(rows).sort_values("seq", ignore_index=True)
+                frames.append(frame.assign(strategy=strategy, round=round_, first_wave=frame["seq"] < concurrency))
     finally:
         set_strategy(settings, service, before)
-    return pd.concat(frames, ignore_index=True)
+    order = {s: i for i, s in enumerate(strategies)}
+    both = pd.concat(frames, ignore_index=True)
+    return both.sort_values(["strategy", "round", "seq"], key=lambda c: c.map(order) if c.name == "strategy" else c,
+                            ignore_index=True)
+
+
+def spread_in_words(spread: pd.DataFrame) -> str:
+    """Section 1 of lesson 05, read off the run: how evenly each strategy spread the requests, and — for
+    least outstanding, which follows how fast each instance answers — how fast each instance was."""
+    counts = spread.groupby(["strategy", "served_by"], sort=False).size().unstack(fill_value=0)
+    lines = [f"{strategy}: {' / '.join(str(n) for n in row)} requests per instance"
+             for strategy, row in counts.iterrows()]
+    if "least_outstanding" in counts.index:
+        lo = spread[spread["strategy"] == "least_outstanding"]
+        speed = lo.groupby("served_by")["latency_ms"].median()
+        busiest, quietest = counts.loc["least_outstanding"].idxmax(), counts.loc["least_outstanding"].idxmin()
+        even = counts.loc["least_outstanding"].max() <= 1.25 * counts.loc["least_outstanding"].min()
+        lines.append(
+            "Least outstanding split them " + ("about evenly" if even else "unevenly") + ": it sends each request "
+            "to the instance with the fewest in flight, so it follows how fast each one answers. Median latency "
+            f"there: {busiest} {speed[busiest]:.1f} ms (most requests), {quietest} {speed[quietest]:.1f} ms "
+            "(fewest)." + ("" if even else " On a busy machine the instances are not equally fast: one that gets "
+                           "a core more often answers sooner and is picked more."))
+    return "\n".join(lines)
 
 
 def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 30.0, service: str = "claims",
                            requests: int = 300, concurrency: int = 8,
                            strategies: tuple[str, ...] = ("round_robin", "random", "least_outstanding"),
-                           settings: Settings | None = None) -> pd.DataFrame:
-    """Make ``instance`` slow (its ``delay_ms`` knob), run every strategy, put the knob back."""
+                           settings: Settings | None = None, rounds: int = 3) -> pd.DataFrame:
+    """Make ``instance`` slow (its ``delay_ms`` knob), run every strategy in alternating rounds, put the knob
+    back. ``df.attrs["slow_instance"]``: the slow instance's id (what ``X-Served-By`` says)."""
     settings = settings or get_settings()
     record = procs.read_pidfiles(settings.run_dir)[instance]
     with service_client(settings, service) as client:
         client.base_url = record.url
+        slow_id = client.get("/health").json()["instance"]
         before = client.get("/admin/knobs").json()["delay_ms"]
         client.put("/admin/knobs", json={"delay_ms": delay_ms}).raise_for_status()
         try:
-            return strategies_side_by_side(service, requests, concurrency, strategies, settings)
+            df = strategies_side_by_side(service, requests, concurrency, strategies, settings, rounds)
         finally:
             client.put("/admin/knobs", json={"delay_ms": before}).raise_for_status()
+    df.attrs["slow_instance"] = slow_id
+    return df
+
+
+def slow_instance_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy, steady state (first waves left out): p50/p90/p99, the share of requests the slow
+    instance served, and the median latency of the requests the other instances served."""
+    slow_id, steady = df.attrs["slow_instance"], df[~df["first_wave"]]
+    by = steady.groupby("strategy", sort=False)
+    summary = by["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack().round(1)
+    summary.columns = ["p50_ms", "p90_ms", "p99_ms"]
+    summary["share_to_slow"] = by["served_by"].apply(lambda s: (s == slow_id).mean()).round(3)
+    summary["fast_ones_p50_ms"] = steady[steady["served_by"] != slow_id].groupby("strategy", sort=False)[
+        "latency_ms"].median().round(1)
+    summary["first_wave_to_slow"] = df[df["first_wave"]].groupby("strategy", sort=False)["served_by"].apply(
+        lambda s: f"{(s == slow_id).sum()} of {len(s)}")
+    return summary
+
+
+def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float) -> str:
+    """Lesson 05's claim — least outstanding wins at p99 with one slow instance — checked against the run.
+
+    The arithmetic behind it: p99 is the slowest 1%, so a strategy's p99 escapes the slow instance only if
+    that instance served under 1% of its requests. Least outstanding sends it a request only when its queue
+    is as short as the fast instances', so its share is roughly (fast latency) / (slow latency): small when
+    the fast instances are fast, larger on a busy machine where they are slow too."""
+    lo, winner = summary.loc["least_outstanding"], summary["p99_ms"].idxmin()
+    others = summary.drop(index="least_outstanding")
+    lines = [f"Lowest p99: {winner} ({summary.loc[winner, 'p99_ms']:.0f} ms). Least outstanding: p99 "
+             f"{lo['p99_ms']:.0f} ms, p50 {lo['p50_ms']:.0f} ms, {lo['share_to_slow']:.1%} of its requests to the "
+             f"slow instance; round robin: p99 {summary.loc['round_robin', 'p99_ms']:.0f} ms, p50 "
+             f"{summary.loc['round_robin', 'p50_ms']:.0f} ms, {summary.loc['round_robin', 'share_to_slow']:.0%}."]
+    if winner == "least_outstanding" and lo["share_to_slow"] < 0.01:
+        lines.append("As the prose says: least outstanding sent the slow instance under 1% of its requests, so "
+                     "none of the slowest 1% had to be the slow instance's.")
+    elif winner == "least_outstanding":
+        margin = others["p99_ms"].min() - lo["p99_ms"]
+        lines.append(f"Least outstanding had the lowest p99, but it sent the slow instance {lo['share_to_slow']:.1%} "
+                     f"of its requests (over 1%), so its p99, like the others', is a slow answer: {margin:.0f} ms "
+                     "ahead is a tie within noise, not the win the prose means. On a busy machine the fast "
+                     f"instances are slow too (median {lo['fast_ones_p50_ms']:.0f} ms here), so the slow one's "
+                     "queue is often no longer than theirs; run it again when the machine is quiet.")
+    else:
+        lines.append(f"This run did NOT show least outstanding winning at p99. It sent the slow instance "
+                     f"{lo['share_to_slow']:.1%} of its requests — over 1%, so its p99 is still a slow answer.")
+        lines.append(f"Why so many: the fast instances answered in {lo['fast_ones_p50_ms']:.0f} ms (median) "
+                     f"against the slow one's {delay_ms:.0f} ms extra, so its queue was often no longer than "
+                     "theirs. On a busy machine (other processes on the cores) the fast ones slow down and the "
+                     "slow one's share grows; run it again when the machine is quiet.")
+    if (lo["p90_ms"] < others["p90_ms"]).all():
+        lines.append(f"At p90 least outstanding did win: {lo['p90_ms']:.0f} ms vs "
+                     f"{others['p90_ms'].min():.0f} ms at best for the others.")
+    if (lo["p50_ms"] > others["p50_ms"]).all():
+        lines.append("Its p50 is the highest: it piles the requests in flight onto the fast instances, which "
+                     "then queue; round robin leaves many of them waiting at the slow one instead.")
+    return "\n".join(lines)
+
+
+def cache_answers_in_words(cached: pd.DataFrame) -> str:
+    """What the gateway answered on each path of ``response_cache_side_by_side`` (X-Gateway-Cache), and how
+    busy the machine was: two humps in the "gateway cache" histogram with no MISS among its answers are not
+    the cache, they are requests that waited for a core."""
+    counts = cached.groupby("path", sort=False)["gateway_cache"].value_counts().unstack(fill_value=0)
+    parts = ["; ".join(f"{path}: " + ", ".join(f"{n} {header or 'none'}" for header, n in row.items() if n)
+                       for path, row in counts.iterrows())]
+    hits = cached.loc[cached["gateway_cache"] == "HIT", "latency_ms"]
+    if len(hits):
+        low, high = hits.quantile(0.1), hits.quantile(0.9)
+        parts.append(f"The HITs took {low:.1f} ms (p10) to {high:.1f} ms (p90): a {high / low:.0f}x spread for "
+                     "the very same answer from the gateway's memory, with no MISS among them.")
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        parts.append(f"Load average {load:.1f} on {cores} cores: "
+                     + ("a HIT often waits for a core; those waits widen its histogram, or make a second, "
+                        "slower hump." if load > cores else "a quiet machine, so a HIT should rarely wait for a core."))
+    except OSError:
+        pass
+    return "\n".join(parts)
 
 
 async def _open_loop(settings: Settings, path: str, rate: float, seconds: float) -> list[dict]:

@@ -123,6 +123,15 @@ def _comparison():
                                               "policy SoR +5 ms": [15.0, 8.3, 8.4, 30.0]}, index=routes)}, axis=1)
 
 
+def _rejoin_exact_sample():
+    df = _traffic(["claims-41001-a1b2", "claims-41002-c3d4", "claims-41003-e5f6"],
+                  {"restarted": 1.0, "registered": 2.55, "gateway_routes": 2.58, "first_served": 2.6},
+                  newcomer="claims-41003-e5f6")
+    df["answered_s"] = df["t_s"] + df["latency_ms"] / 1000
+    df.attrs["instance"] = "claims-41003-e5f6"
+    return df
+
+
 SAMPLES = {
     "latency_distribution": lambda: charts.latency_distribution(_two_groups()),
     "percentile_table": lambda: charts.percentile_table(_two_groups()),
@@ -172,6 +181,7 @@ SAMPLES = {
     "rejoin_timeline": lambda: charts.rejoin_timeline(_traffic(
         ["claims-41001-a1b2", "claims-41002-c3d4", "claims-41003-e5f6"],
         {"restarted": 1.0, "registered": 2.55, "gateway_routes": 2.58}, newcomer="claims-41003-e5f6")),
+    "rejoin_exact": lambda: charts.rejoin_exact(_rejoin_exact_sample()),
     "requests_per_instance": lambda: charts.requests_per_instance(pd.DataFrame(
         [{"strategy": s, "served_by": f"claims-4100{i}-ab{i}"} for s in ("round_robin", "random", "least_connections")
          for i in (1, 2, 3) for _ in range(int(RNG.integers(20, 40)))])),

@@ -1,0 +1,75 @@
+"""The sentences lessons print about their own runs: each says plainly when the run did not show the claim.
+
+These functions only read a DataFrame of observations, so the observations are written out here."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from labkit.experiments import caching, coherence, discovery, gateway
+
+
+def _slow_summary(p99: dict[str, float], share_lo: float) -> pd.DataFrame:
+    rows = {name: {"p50_ms": 10.0, "p90_ms": 200.0, "p99_ms": value, "share_to_slow": 0.33,
+                   "fast_ones_p50_ms": 10.0} for name, value in p99.items()}
+    rows["least_outstanding"].update(share_to_slow=share_lo, p90_ms=20.0)
+    return pd.DataFrame(rows).T
+
+
+def test_least_outstanding_losing_at_p99_is_said_plainly():
+    words = gateway.slow_instance_in_words(
+        _slow_summary({"round_robin": 219.0, "random": 230.0, "least_outstanding": 252.0}, 0.054), 200)
+    assert "Lowest p99: round_robin" in words
+    assert "did NOT show least outstanding winning" in words
+    assert "5.4%" in words
+
+
+def test_least_outstanding_winning_with_a_tiny_share_is_the_claim():
+    words = gateway.slow_instance_in_words(
+        _slow_summary({"round_robin": 219.0, "random": 230.0, "least_outstanding": 30.0}, 0.004), 200)
+    assert "under 1%" in words and "NOT" not in words
+
+
+def test_a_p99_win_with_a_share_over_one_percent_is_called_a_tie():
+    words = gateway.slow_instance_in_words(
+        _slow_summary({"round_robin": 297.0, "random": 291.0, "least_outstanding": 288.0}, 0.076), 200)
+    assert "tie within noise" in words
+
+
+def test_scans_that_hurt_lfu_more_than_lru_are_reported_as_not_shown():
+    around = pd.DataFrame({"before": [0.6, 0.6], "after": [0.55, 0.4]}, index=["allkeys-lru", "allkeys-lfu"])
+    around["drop"] = around["before"] - around["after"]
+    assert "did NOT hurt LRU more" in caching.scans_in_words(around)
+
+
+def test_scan_windows_are_measured_around_each_scan():
+    rows = [{"policy": "allkeys-lru", "request": i, "hit": i < 10 or i >= 20} for i in range(30)]
+    df = pd.DataFrame(rows)
+    df.attrs["scans_at"] = [10]
+    table = caching.hit_rate_around_scans(df, window=10)
+    assert table.loc["allkeys-lru", "before"] == 1.0 and table.loc["allkeys-lru", "after"] == 0.0
+
+
+def test_ttls_out_of_order_are_reported_as_not_shown():
+    summary = pd.DataFrame({"hit_rate_after": [0.3, 0.2], "sor_loads_per_s_after": [10.0, 12.0]},
+                           index=["TTL 0.25 s", "TTL 4 s"])
+    assert "did NOT show" in caching.ttl_in_words(summary, 50)
+
+
+def test_a_rejoin_that_never_registered_within_the_run_says_so():
+    df = pd.DataFrame({"t_s": [0.1], "ok": [True], "served_by": ["a"], "answered_s": [0.11]})
+    df.attrs["milestones"] = {"restarted": 1.0}
+    assert "Not every moment was seen" in discovery.rejoin_in_words(df)
+
+
+def test_a_kill_after_the_registration_had_already_expired_says_so():
+    df = pd.DataFrame({"t_s": [0.1], "ok": [True], "served_by": ["a"]})
+    df.attrs.update(milestones={"killed": 2.0, "gateway_stops_routing": 2.03, "registry_expires": 2.03},
+                    ttl_left_at_kill_ms=-2)
+    assert "ALREADY gone" in discovery.kill_in_words(df)
+
+
+def test_a_stampede_that_did_not_happen_is_reported_as_not_shown():
+    loads = pd.DataFrame({"protection": ["none", "lock", "xfetch"], "load_at_s": [0.1, 0.1, 0.1],
+                          "refresh": [1, 1, 1]})
+    assert "did NOT show the stampede" in coherence.stampede_in_words(loads, 100)
