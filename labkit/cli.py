@@ -84,11 +84,21 @@ def cmd_lab(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .grade import grade, report
+    """Score a notebook's graded checks: a table (or --json), optionally Gradescope's results.json."""
+    import json
 
-    results = grade(args.notebook)
-    print(report(results))
-    return 0 if results and all(r.passed for r in results if r.graded) else 1
+    from .grade import grade, report, write_results
+
+    result = grade(args.notebook, check_timeout_s=args.timeout, with_hidden=args.with_hidden)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        print(report(result, verbose=args.verbose))
+    if args.results:
+        write_results(result, args.results)
+        if not args.json:
+            print(f"wrote {args.results} (Gradescope format)")
+    return 0 if result.all_passed else 1
 
 
 def cmd_exercises(args) -> int:
@@ -241,7 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("acl", cmd_acl, "print the ACL SETUSER lines for each service's Redis user (to apply behind REDIS_URL)")
     add("api-key", cmd_api_key, "print the lab's API key (the system user at the gateway), for curl")
     add("verify", cmd_verify, "check Redis, every service, the gateway routes and a full workflow")
-    add("grade", cmd_grade, "run a notebook's graded checks and print a summary").add_argument("notebook")
+    p = add("grade", cmd_grade, "run a notebook's graded checks: points per check and a total")
+    p.add_argument("notebook")
+    p.add_argument("-v", "--verbose", action="store_true", help="full messages in the table, and timings")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (score, max_score, checks)")
+    p.add_argument("--results", metavar="FILE", help="also write Gradescope's results.json to FILE")
+    p.add_argument("--with-hidden", metavar="DIR", help="also run the instructor's hidden checks, DIR/<notebook>.py")
+    p.add_argument("--timeout", type=float, default=60, help="seconds each graded check may take (default 60)")
     add("exercises", cmd_exercises, "generate exercises/ from solutions/, or check they match") \
         .add_argument("action", choices=["build", "check"])
     p = add("load", cmd_load, "load the lab with an insurance mix; one record per request in a CSV")

@@ -4,6 +4,11 @@ In a solution notebook, code between ``# BEGIN SOLUTION`` and ``# END SOLUTION``
 exercise keeps everything else and puts a TODO stub in its place (which raises NotImplementedError, so
 every graded check fails until the learner writes the code). Markdown cells tagged ``solution-only`` are
 left out. ``labkit exercises check`` (and a test) fails when exercises/ no longer matches solutions/.
+
+Graded check cells (``# GRADED CHECK: <name>``) come out read-only and undeletable (the ``editable`` and
+``deletable`` metadata JupyterLab honours) and carry their points and the checksum of their source, so
+``labkit grade`` reports a check a learner changed as edited. Wrong answers kept beside the solutions
+(``solutions/wrong/``) and the instructor's hidden checks (``solutions/hidden/``) never reach exercises/.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ def strip_solution(source: str) -> str:
 
 
 def exercise_from_solution(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    from .grade import check_name, check_points, checksum
+
     exercise = copy.deepcopy(solution)
     cells = []
     for cell in exercise.cells:
@@ -41,6 +48,12 @@ def exercise_from_solution(solution: nbformat.NotebookNode) -> nbformat.Notebook
         if cell.cell_type == "code":
             cell.source = strip_solution(cell.source)
             cell.outputs, cell.execution_count = [], None
+            name = check_name(cell.source)
+            if name:
+                cell.metadata["editable"] = False
+                cell.metadata["deletable"] = False
+                cell.metadata["labkit"] = {"check": name, "points": check_points(cell.source),
+                                           "checksum": checksum(cell.source)}
         elif cell.cell_type == "markdown":
             cell.source = cell.source.replace(" (solution)", "")
         cells.append(cell)
