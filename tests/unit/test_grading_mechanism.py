@@ -135,3 +135,28 @@ def test_hidden_checks_run_after_the_notebook_and_the_learner_sees_visible_only(
         ("x is two", False, True), ("x is even", True, True), ("x is large", True, False)]
     assert (result.score, result.max_score) == (3, 4)
     assert {t["name"]: t["visibility"] for t in result.to_gradescope()["tests"]}["x is large"] == "after_published"
+
+
+# --- the recording client the checks hand to a learner's function (a real server) ----------------------
+
+def test_recording_client_writes_down_each_round_trip_and_runs_the_hook_between_them(r):
+    seen = []
+    watched = check.recording(r, after_each=lambda trip: seen.append(r.exists("lab:test:rec")))
+    r.delete("lab:test:rec")
+    watched.set("lab:test:rec", "1")
+    with watched.pipeline(transaction=True) as pipe:
+        pipe.incr("lab:test:rec").pexpire("lab:test:rec", 5000).execute()
+    watched.eval("return redis.call('DEL', KEYS[1])", 1, "lab:test:rec")
+    assert [t.names for t in watched.round_trips] == [["SET"], ["MULTI", "INCR", "PEXPIRE", "EXEC"]
+                                                      if watched.round_trips[1].names[0] == "MULTI"
+                                                      else ["INCR", "PEXPIRE"], ["EVAL"]]
+    assert [t.transaction for t in watched.round_trips] == [False, True, False]
+    assert seen == [1, 1, 0], "the hook runs after every round trip, seeing the server as it is then"
+    assert "KEYS" not in watched.commands and watched.commands[0] == "SET"
+
+
+def test_a_check_refuses_a_function_that_ignores_the_client_it_was_given(r):
+    watched = check.recording(r)
+    r.get("lab:test:unrelated")  # the notebook's own client: not recorded
+    with pytest.raises(AssertionError, match="client passed to it"):
+        check.used_the_client(watched, "live_instances")
