@@ -34,7 +34,8 @@ def test_labkit_lab_roots_jupyterlab_at_the_project_and_stop_stops_it(tmp_path):
             except httpx.HTTPError:
                 return False
 
-        wait_for(answers, "JupyterLab to answer", deadline_s=120)
+        wait_for(lambda: answers() or proc.poll() is not None, "JupyterLab to answer", deadline_s=300)
+        assert proc.poll() is None, f"labkit lab exited: {log.read_text()[-3000:]}"
         root = {item["name"] for item in httpx.get(f"{base}/api/contents?token={token}").json()["content"]}
         assert {"notebooks", "exercises", "README.md"} <= root, root
         text = log.read_text()
