@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,9 +217,37 @@ def grade(notebook_path: str | Path, *, check_timeout_s: float = DEFAULT_CHECK_T
 
     run = nbformat.v4.new_notebook(metadata=notebook.metadata)
     run.cells = [c for c, _, _ in cells]
-    client = NotebookClient(run, timeout=setup_timeout, kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=True, resources={"metadata": {"path": str(notebook_path.parent)}})
     result = GradeResult(str(notebook_path), hidden_included=bool(with_hidden))
+    with tempfile.TemporaryDirectory() as kernels:
+        client = NotebookClient(run, timeout=setup_timeout, km=_this_python_kernel(Path(kernels)), allow_errors=True,
+                                interrupt_on_timeout=True,
+                                resources={"metadata": {"path": str(notebook_path.parent)}})
+        _run_cells(client, cells, result, references, check_timeout_s, setup_timeout)
+    present = {c.name for c in result.cells if c.graded}
+    for name, source in references.items():
+        if name not in present:  # a check cell deleted from the notebook still counts, as failed
+            result.cells.append(CellResult(len(result.cells), name, True, False,
+                                           "this check is missing from the notebook (deleted?)",
+                                           check_points(source), "missing"))
+    return result
+
+
+def _this_python_kernel(directory: Path):
+    """A kernel running this very Python (the venv with labkit), whatever kernelspecs the machine has."""
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = directory / "labkit-grade"
+    spec.mkdir()
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "labkit grade", "language": "python"}))
+    return KernelManager(kernel_name="labkit-grade", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(directory)]))
+
+
+def _run_cells(client, cells, result: "GradeResult", references: dict, check_timeout_s: float,
+               setup_timeout: float) -> None:
+    """Each cell in turn; a graded check under its own timeout (the kernel is interrupted, the next runs)."""
     with client.setup_kernel():
         for index, (cell, hidden, edited) in enumerate(cells):
             name = check_name(cell.source)
@@ -242,13 +272,6 @@ def grade(notebook_path: str | Path, *, check_timeout_s: float = DEFAULT_CHECK_T
                     status, error = "edited", "this check was edited (its checksum differs): it scores 0"
             result.cells.append(CellResult(index, name or f"cell {index}", graded, status == "passed", error or "",
                                            check_points(cell) if graded else 0.0, status, hidden, edited, seconds))
-    present = {c.name for c in result.cells if c.graded}
-    for name, source in references.items():
-        if name not in present:  # a check cell deleted from the notebook still counts, as failed
-            result.cells.append(CellResult(len(result.cells), name, True, False,
-                                           "this check is missing from the notebook (deleted?)",
-                                           check_points(source), "missing"))
-    return result
 
 
 def _one_line(message: str, width: int = 150) -> str:
