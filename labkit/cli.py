@@ -94,6 +94,10 @@ def cmd_verify(args) -> int:
 def cmd_lab(args) -> int:
     """Everything a learner needs: the lab up, sample data in, JupyterLab on notebook 00."""
     settings = get_settings()
+    running = lab_module.running_jupyter(settings)
+    if running:
+        raise LabkitError(f"JupyterLab already runs for this lab (pid {running}); use that one, or stop it first: "
+                          "`labkit stop jupyter`")
     print(lab_module.start_all(detached=True))
     cmd_seed(args)
     jupyter = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or "jupyter"

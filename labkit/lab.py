@@ -391,6 +391,14 @@ def jupyter_argv(jupyter: str, root: Path, extra: list[str]) -> list[str]:
     return argv + extra
 
 
+def running_jupyter(settings: Settings) -> int | None:
+    """The pid of the JupyterLab ``labkit lab`` started for this lab, if it still runs."""
+    record = procs.read_pidfiles(settings.run_dir).get(JUPYTER)
+    if record and procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, _marker(JUPYTER)):
+        return record.pid
+    return None
+
+
 def record_jupyter(settings: Settings, argv: list[str]) -> None:
     """Record this process (about to become JupyterLab by exec, keeping its pid) for ``stop-all``."""
     procs.write_pidfile(settings.run_dir, procs.ProcRecord(JUPYTER, os.getpid(), 0, f"/lab/tree/{START_NOTEBOOK}", "",
