@@ -59,7 +59,7 @@ class CellResult:
 
     @property
     def score(self) -> float:
-        return self.points if self.passed else 0.0
+        return self.points if self.passed else 0
 
 
 @dataclass
