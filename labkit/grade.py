@@ -219,7 +219,7 @@ def grade(notebook_path: str | Path, *, check_timeout_s: float = DEFAULT_CHECK_T
     run.cells = [c for c, _, _ in cells]
     result = GradeResult(str(notebook_path), hidden_included=bool(with_hidden))
     with tempfile.TemporaryDirectory() as kernels:
-        client = NotebookClient(run, timeout=setup_timeout, km=_this_python_kernel(Path(kernels)), allow_errors=True,
+        client = NotebookClient(run, timeout=setup_timeout, kernel_name="python3", allow_errors=True,
                                 interrupt_on_timeout=True,
                                 resources={"metadata": {"path": str(notebook_path.parent)}})
         _run_cells(client, cells, result, references, check_timeout_s, setup_timeout)
@@ -249,11 +249,9 @@ def _run_cells(client, cells, result: "GradeResult", references: dict, check_tim
                setup_timeout: float) -> None:
     """Each cell in turn; a graded check under its own timeout (the kernel is interrupted, the next runs).
 
-    nbclient interrupts the kernel when a cell times out and, with ``error_on_timeout``, stops waiting for
-    it. If the kernel is still busy after that (an interrupt can be swallowed), it is restarted and the
-    notebook's earlier non-check cells are run again, so the checks after the endless one still run.
+    nbclient interrupts the kernel when a cell times out; the interrupted cell answers KeyboardInterrupt
+    and the next cell runs in the same kernel.
     """
-    client.error_on_timeout = {"ename": "Timeout", "evalue": "the cell timed out", "traceback": []}
     with client.setup_kernel():
         for index, (cell, hidden, edited) in enumerate(cells):
             name = check_name(cell.source)
@@ -272,41 +270,12 @@ def _run_cells(client, cells, result: "GradeResult", references: dict, check_tim
             if seconds >= client.timeout * 0.98 or (error or "").startswith("KeyboardInterrupt"):
                 status, error = "timeout", f"timed out after {client.timeout:g} s (an endless loop, or a wait " \
                                            "that never ends?); the kernel was interrupted"
-                _recover(client, cells[:index])
             if graded and edited:
                 error = ("this check was edited; the original check was run. " + (error or "")).strip()
                 if not references.get(name):  # nothing to compare with: an edited check earns nothing
                     status, error = "edited", "this check was edited (its checksum differs): it scores 0"
             result.cells.append(CellResult(index, name or f"cell {index}", graded, status == "passed", error or "",
                                            check_points(cell) if graded else 0.0, status, hidden, edited, seconds))
-
-
-def _kernel_answers(client, within_s: float) -> bool:
-    probe = nbformat.v4.new_code_cell("pass")
-    timeout, client.timeout = client.timeout, within_s
-    started = time.monotonic()
-    try:
-        client.execute_cell(probe, 0)
-    except Exception:  # noqa: BLE001 - a kernel that cannot run "pass" does not answer
-        return False
-    finally:
-        client.timeout = timeout
-    return time.monotonic() - started < within_s * 0.98
-
-
-def _recover(client, earlier: list) -> None:
-    """After a timed-out cell: a kernel still busy is restarted, and the earlier non-check cells replayed."""
-    if _kernel_answers(client, 30):
-        return
-    client.km.restart_kernel(now=True)
-    client.kc.wait_for_ready(timeout=120)
-    for cell, _hidden, _edited in earlier:
-        if check_name(cell.source) is None:
-            replay = nbformat.v4.new_code_cell(cell.source)
-            try:
-                client.execute_cell(replay, 0)
-            except Exception:  # noqa: BLE001 - replayed as well as it can be; the checks will say what is missing
-                pass
 
 
 def _one_line(message: str, width: int = 150) -> str:
