@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
-## make lab: Redis + the four services up, sample data loaded, JupyterLab on notebook 00
+## make lab: Redis + the four services up, sample data loaded, JupyterLab (rooted at the project) on notebook 00
 lab: $(STAMP)
 	$(BIN)/labkit lab
 
@@ -38,6 +38,7 @@ test-pythons:
 	  $$venv/bin/python -m pytest tests/unit tests/integration -q || status=1; \
 	done; exit $$status
 
+## make stop: stop everything `make lab` started: JupyterLab, the services, Redis
 stop: $(STAMP)
 	$(BIN)/labkit stop-all
 

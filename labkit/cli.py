@@ -39,7 +39,28 @@ def cmd_logs(args) -> int:
 
 
 def cmd_restart(args) -> int:
-    print(lab_module.restart(args.name))
+    """Any name `labkit logs` knows: redis (a snapshot is saved and reloaded: nothing lost), a service, NAME#k."""
+    if args.name == "redis":
+        from . import faults
+
+        server = faults.restart_redis(down_for_s=0)
+        print(f"Redis restarted with its data (saved, then reloaded), pid {server.pid}; the services reconnect by themselves")
+        print(lab_module.status())
+    elif "#" in args.name:
+        print(lab_module.restart_instance(args.name))
+    else:
+        print(lab_module.restart(args.name))
+    return 0
+
+
+def cmd_start(args) -> int:
+    print(lab_module.start_one(args.name))
+    return 0
+
+
+def cmd_stop(args) -> int:
+    stopped = lab_module.stop_one(args.name)
+    print(f"stopped: {args.name}" if stopped else f"{args.name} was not running")
     return 0
 
 
@@ -79,23 +100,40 @@ def cmd_verify(args) -> int:
 
 def cmd_lab(args) -> int:
     """Everything a learner needs: the lab up, sample data in, JupyterLab on notebook 00."""
+    settings = get_settings()
+    running = lab_module.running_jupyter(settings)
+    if running:
+        raise LabkitError(f"JupyterLab already runs for this lab (pid {running}); use that one, or stop it first: "
+                          "`labkit stop jupyter`")
     print(lab_module.start_all(detached=True))
     cmd_seed(args)
     jupyter = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or "jupyter"
-    argv = [jupyter, "lab", str(PROJECT_ROOT / "notebooks" / "00_start_here.ipynb"), *args.jupyter_args]
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in argv:
-        argv.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses without it
-    print("\nOpening JupyterLab (Ctrl-C stops Jupyter; `make stop` stops the lab).")
+    argv = lab_module.jupyter_argv(jupyter, PROJECT_ROOT, list(args.jupyter_args))
+    print(f"\nOpening JupyterLab on the whole project ({PROJECT_ROOT}): notebooks/, exercises/ and README.md are in its\n"
+          f"file browser. Its URL, printed below, ends in /lab/tree/{lab_module.START_NOTEBOOK}.\n"
+          "Ctrl-C here stops JupyterLab only; `make stop` (labkit stop-all) stops JupyterLab and the whole lab.")
+    lab_module.record_jupyter(settings, argv)
+    sys.stdout.flush()  # exec replaces this process: anything still buffered would be lost
     os.chdir(PROJECT_ROOT)
     os.execv(argv[0], argv)
 
 
 def cmd_grade(args) -> int:
-    from .grade import grade, report
+    """Score a notebook's graded checks: a table (or --json), optionally Gradescope's results.json."""
+    import json
 
-    results = grade(args.notebook)
-    print(report(results))
-    return 0 if results and all(r.passed for r in results if r.graded) else 1
+    from .grade import grade, report, write_results
+
+    result = grade(args.notebook, check_timeout_s=args.timeout, with_hidden=args.with_hidden)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        print(report(result, verbose=args.verbose))
+    if args.results:
+        write_results(result, args.results)
+        if not args.json:
+            print(f"wrote {args.results} (Gradescope format)")
+    return 0 if result.all_passed else 1
 
 
 def cmd_exercises(args) -> int:
@@ -131,9 +169,17 @@ def cmd_load(args) -> int:
 
 
 def cmd_analyze(args) -> int:
+    """The files given, or else the latest `labkit load` results in the run directory."""
     from .analyze import analyze
 
-    print(analyze(*args.results, out_dir=args.out, live=not args.offline).report())
+    paths = args.results
+    if not paths:
+        found = sorted((get_settings().run_dir / "results").glob("load-*.csv"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise LabkitError("no load results yet: run `labkit load` first (or give a results file)")
+        paths = [str(found[-1])]
+        print(f"analyzing the latest load results: {paths[0]}")
+    print(analyze(*paths, out_dir=args.out, live=not args.offline).report())
     return 0
 
 
@@ -218,12 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("lab", cmd_lab, "start everything, load sample data and open JupyterLab on notebook 00") \
         .add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to `jupyter lab`")
     add("start-all", cmd_start_all, "start Redis and every service (reuses what is already up)")
-    add("stop-all", cmd_stop_all, "stop every process labkit started")
+    add("stop-all", cmd_stop_all, "stop every process labkit started, JupyterLab included")
+    add("start", cmd_start, "start one: redis, or one service alone (with Redis, which it needs)") \
+        .add_argument("name", choices=["redis", *SERVICE_NAMES])
+    add("stop", cmd_stop, "stop one: redis, a service, an extra instance (claims#2) or jupyter") \
+        .add_argument("name", help=f"redis, {', '.join(SERVICE_NAMES)}, NAME#k or jupyter")
     add("status", cmd_status, "show Redis and every service (exit 1 if something is down)")
     p = add("logs", cmd_logs, "show the end of one process's log")
     p.add_argument("name", help=f"one of: redis, {', '.join(SERVICE_NAMES)}")
     p.add_argument("-n", "--lines", type=int, default=50)
-    add("restart", cmd_restart, "restart one service").add_argument("name", choices=SERVICE_NAMES)
+    add("restart", cmd_restart, "restart one process: redis (its data kept), a service, or an extra instance "
+                                "(claims#2)").add_argument("name", help=f"one of: redis, {', '.join(SERVICE_NAMES)}, NAME#k")
     p = add("scale", cmd_scale, "run N instances of a service (extra ones on free ports, named NAME#2, NAME#3 ...)")
     p.add_argument("name", choices=SERVICE_NAMES)
     p.add_argument("n", type=int, help="how many instances in all (1 = only the first one)")
@@ -249,7 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("acl", cmd_acl, "print the ACL SETUSER lines for each service's Redis user (to apply behind REDIS_URL)")
     add("api-key", cmd_api_key, "print the lab's API key (the system user at the gateway), for curl")
     add("verify", cmd_verify, "check Redis, every service, the gateway routes and a full workflow")
-    add("grade", cmd_grade, "run a notebook's graded checks and print a summary").add_argument("notebook")
+    p = add("grade", cmd_grade, "run a notebook's graded checks: points per check and a total")
+    p.add_argument("notebook")
+    p.add_argument("-v", "--verbose", action="store_true", help="full messages in the table, and timings")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (score, max_score, checks)")
+    p.add_argument("--results", metavar="FILE", help="also write Gradescope's results.json to FILE")
+    p.add_argument("--with-hidden", metavar="DIR", help="also run the instructor's hidden checks, DIR/<notebook>.py")
+    p.add_argument("--timeout", type=float, default=60, help="seconds each graded check may take (default 60)")
     add("exercises", cmd_exercises, "generate exercises/ from solutions/, or check they match") \
         .add_argument("action", choices=["build", "check"])
     p = add("load", cmd_load, "load the lab with an insurance mix; one record per request in a CSV")
@@ -265,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results file (default: <run dir>/results/load-<run>.csv)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = add("analyze", cmd_analyze, "summarize load results per route, with Redis INFO; write PNG charts")
-    p.add_argument("results", nargs="+", help="results file(s) from `labkit load` (several: compared)")
+    p.add_argument("results", nargs="*", help="results file(s) from `labkit load` (several: compared); "
+                                             "none: the latest one")
     p.add_argument("--out", help="directory for the PNGs and summary.csv (default: beside the first file)")
     p.add_argument("--offline", action="store_true", help="records only: do not ask Redis or the services")
     p = add("bench", cmd_bench, "run every benchmark with short durations; one table of figures vs targets")

@@ -435,12 +435,11 @@ def start_dashboard(settings: Settings | None = None, *, detached: bool | None =
 
 
 def stop_all(settings: Settings | None = None) -> list[str]:
-    """Stop every process labkit started (services, extra instances, workers, then Redis). Returns names."""
+    """Stop every process labkit started (JupyterLab, services, extra instances, then Redis). Returns names."""
     settings = settings or get_settings()
     stopped = []
     for name, record in procs.read_pidfiles(settings.run_dir).items():
-        marker = DASHBOARD_MODULE if name == DASHBOARD else "services."
-        if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, marker):
+        if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, _marker(name)):
             procs.stop_pid(record.pid)
             stopped.append(name)
         procs.remove_pidfile(settings.run_dir, name)
@@ -472,3 +471,85 @@ def logs(name: str, lines: int = 50, settings: Settings | None = None) -> str:
         known = sorted(p.stem for p in (settings.run_dir / "logs").glob("*.log"))
         raise LabkitError(f"no log for {name!r} in {path.parent}; known: {', '.join(known) or 'none yet'}")
     return procs.tail(path, lines)
+
+
+# --- one process at a time (``labkit start NAME`` / ``labkit stop NAME``) -------------------------------
+
+def start_one(name: str, settings: Settings | None = None) -> Lab:
+    """Start Redis, or one service (and Redis, which every service needs), leaving the others as they are."""
+    settings = settings or get_settings()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    if name == "redis":
+        return status(settings, redis_server.ensure(settings, detached=True))
+    if name not in SERVICE_NAMES:
+        raise LabkitError(f"unknown name {name!r}; choose redis or one of {', '.join(SERVICE_NAMES)}")
+    url, port = settings.url_of(name), settings.port_of(name)
+    health = procs.get_health(url)
+    if health and health.get("service") == name:
+        return status(settings)  # already up
+    if procs.port_in_use(settings.host, port):
+        raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
+    settings.shared_secret()
+    server = redis_server.ensure(settings, detached=True)
+    env = settings_env(settings, server.url, managed_acl=server.managed)
+    argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
+    log_path = settings.run_dir / "logs" / f"{name}.log"
+    proc = procs.spawn(name, argv, env, log_path, True)
+    procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(), argv))
+    procs.wait_healthy(name, url, proc, log_path)
+    return status(settings, server)
+
+
+def stop_one(name: str, settings: Settings | None = None) -> bool:
+    """Stop Redis, one service, one extra instance (``claims#2``) or JupyterLab; True if something was stopped."""
+    settings = settings or get_settings()
+    if name == "redis":
+        return redis_server.stop(settings)
+    record = procs.read_pidfiles(settings.run_dir).get(name)
+    if record is None:
+        known = ", ".join(["redis", *SERVICE_NAMES])
+        if name.split("#")[0] not in SERVICE_NAMES and name != JUPYTER:
+            raise LabkitError(f"unknown name {name!r}; choose one of {known}")
+        return False
+    stopped = False
+    if procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, _marker(name)):
+        procs.stop_pid(record.pid)
+        stopped = True
+    procs.remove_pidfile(settings.run_dir, name)
+    return stopped
+
+
+# --- JupyterLab (``labkit lab``) -----------------------------------------------------------------------
+# ``labkit lab`` becomes JupyterLab (exec: same pid), rooted at the project so notebooks/, exercises/ and
+# the README are all in its file browser, opening notebook 00. Its pid is recorded like a service's, so
+# ``labkit stop-all`` (``make stop``) stops it too.
+
+JUPYTER = "jupyter"
+START_NOTEBOOK = "notebooks/00_start_here.ipynb"
+
+
+def _marker(name: str) -> str:
+    """What the command line of a process we started shows (a stale pidfile's pid may be someone else's)."""
+    return {JUPYTER: "jupyter", DASHBOARD: DASHBOARD_MODULE}.get(name, "services.")
+
+
+def jupyter_argv(jupyter: str, root: Path, extra: list[str]) -> list[str]:
+    """``jupyter lab`` rooted at ``root``, opening notebook 00 (so the URL Jupyter prints names it)."""
+    argv = [jupyter, "lab", f"--ServerApp.root_dir={root}", f"--ServerApp.default_url=/lab/tree/{START_NOTEBOOK}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra:
+        argv.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses without it
+    return argv + extra
+
+
+def running_jupyter(settings: Settings) -> int | None:
+    """The pid of the JupyterLab ``labkit lab`` started for this lab, if it still runs."""
+    record = procs.read_pidfiles(settings.run_dir).get(JUPYTER)
+    if record and procs.is_alive(record.pid) and procs.looks_like_ours(record.pid, _marker(JUPYTER)):
+        return record.pid
+    return None
+
+
+def record_jupyter(settings: Settings, argv: list[str]) -> None:
+    """Record this process (about to become JupyterLab by exec, keeping its pid) for ``stop-all``."""
+    procs.write_pidfile(settings.run_dir, procs.ProcRecord(JUPYTER, os.getpid(), 0, f"/lab/tree/{START_NOTEBOOK}", "",
+                                                           time.time(), argv))

@@ -112,7 +112,8 @@ def ensure(settings: Settings, detached: bool) -> RedisServer:
     if server:
         return server
     if settings.redis_url:
-        raise LabkitError(f"REDIS_URL is set to {settings.redis_url} but nothing answers PING there.\n"
+        shown = RedisServer(settings.redis_url, "REDIS_URL", False).display_url  # its password masked
+        raise LabkitError(f"REDIS_URL is set to {shown} but nothing answers PING there.\n"
                           "  Start that server, or unset REDIS_URL to let labkit start its own.")
     return start(settings, detached)
 

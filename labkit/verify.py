@@ -30,11 +30,13 @@ class Check:
 def check_redis(settings: Settings) -> Check:
     server = redis_server.current(settings)
     if server is None:
-        where = settings.redis_url or f"127.0.0.1:{settings.redis_port}"
+        where = redis_server.RedisServer(settings.redis_url, "REDIS_URL", False).display_url if settings.redis_url \
+            else f"127.0.0.1:{settings.redis_port}"
         return Check("redis reachable", False, f"no answer from {where}",
                      "run `labkit start-all` (or check REDIS_URL if you set it)")
     info = server.info()
-    return Check("redis reachable", True, f"{info['name']} {info['version']} at {server.url} ({server.source})")
+    # display_url: the admin password stays out of the output (`labkit redis-url` is the one that prints it)
+    return Check("redis reachable", True, f"{info['name']} {info['version']} at {server.display_url} ({server.source})")
 
 
 def check_service(settings: Settings, name: str) -> Check:

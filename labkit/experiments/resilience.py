@@ -31,7 +31,7 @@ from . import run_async
 
 def private_settings(run_dir: Path) -> Settings:
     """Settings for a second, throw-away lab on free ports: a lesson that breaks things breaks this one."""
-    ports = {f"{name}_port": procs.free_port() for name in SERVICE_NAMES}
+    ports = {f"{name}_port": procs.free_port() for name in (*SERVICE_NAMES, "dashboard")}
     return Settings(_env_file=None, run_dir=run_dir, redis_port=procs.free_port(), **ports)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.exercises import EXERCISES, SOLUTIONS, drift
+from labkit.exercises import EXERCISES, HIDDEN, SOLUTIONS, drift
 from labkit.grade import grade, report
 
 SOLUTION_NOTEBOOKS = sorted(SOLUTIONS.glob("*.ipynb"))
@@ -27,10 +27,15 @@ def test_exercises_match_their_solutions():
 
 @pytest.mark.parametrize("solution", SOLUTION_NOTEBOOKS, ids=_ids(SOLUTION_NOTEBOOKS))
 def test_solution_passes_every_graded_check(solution: Path):
-    results = grade(solution)
+    """The instructor's hidden checks included; and the total is the sum of the checks' points."""
+    results = grade(solution, with_hidden=HIDDEN)
     graded = [r for r in results if r.graded]
     assert graded, f"{solution.name} has no graded checks"
     assert all(r.passed for r in results), report(results)
+    as_json = results.to_json()
+    assert as_json["score"] == as_json["max_score"] == sum(c["points"] for c in as_json["checks"])
+    hidden = HIDDEN / f"{solution.stem}.py"
+    assert any(r.hidden for r in graded) == hidden.exists()
 
 
 @pytest.mark.parametrize("solution", SOLUTION_NOTEBOOKS, ids=_ids(SOLUTION_NOTEBOOKS))
