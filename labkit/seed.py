@@ -62,6 +62,24 @@ def _post(client: httpx.Client, url: str, body: dict) -> dict:
     return response.json()
 
 
+def _move(client: httpx.Client, claims_url: str, claim_id: str, step: str) -> dict:
+    """One lifecycle step of a seeded claim. The claims worker may take the same step first (it moves risky
+    claims to ``under_review`` as soon as their event arrives): then the claims service answers 409 — exactly
+    one of two identical changes wins — and the claim is already where the seed wanted it."""
+    for _ in range(3):
+        response = client.post(f"{claims_url}/claims/{claim_id}/status", json={"status": step, "note": "seeded"})
+        if response.status_code != 409 or response.json()["error"]["code"] not in ("already_in_status",
+                                                                                    "concurrent_change"):
+            response.raise_for_status()
+            return response.json()
+        current = client.get(f"{claims_url}/claims/{claim_id}")
+        current.raise_for_status()
+        if current.json()["status"] == step:
+            return current.json()
+    response.raise_for_status()
+    return response.json()
+
+
 def load(settings: Settings, data: dict) -> dict:
     """Post the sample data in order, so ids are deterministic: CUS-000001 is always the first customer."""
     customer, policy, claims = (settings.url_of(s) for s in ("customer", "policy", "claims"))
@@ -80,7 +98,7 @@ def load(settings: Settings, data: dict) -> dict:
             claim = _post(client, f"{claims}/claims", {"policy_id": pol["id"], "description": c["description"],
                                                         "amount_cents": min(c["amount_cents"], pol["coverage_cents"])})
             for step in c["path"]:
-                claim = _post(client, f"{claims}/claims/{claim['id']}/status", {"status": step, "note": "seeded"})
+                claim = _move(client, claims, claim["id"], step)
             made.append(claim)
     return {"customers": len(people), "policies": len(cover), "claims": len(made), "skipped": False}
 

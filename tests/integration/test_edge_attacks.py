@@ -146,7 +146,7 @@ def test_a_chunked_body_over_the_limit_is_413_json(settings, target):
     service, path = {"gateway": ("gateway", "/api/claims"), "gateway-auth": ("gateway", "/api/auth/login"),
                      "policy": ("policy", "/policies"), "claims": ("claims", "/claims"),
                      "customer": ("customer", "/customers")}[target]
-    credentials = gateway_headers(settings) if service == "gateway" else service_headers(settings)
+    credentials = gateway_headers(settings) if service == "gateway" else service_headers(settings, service)
     headers = credentials | {"content-type": "application/json"}
     with httpx.Client(base_url=settings.url_of(service), timeout=30) as client:
         response = client.post(path, content=chunked(settings.max_body_bytes + 10_000), headers=headers)
