@@ -14,11 +14,11 @@ import aiohttp
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core.access import Caller
 from services.core.errors import LabError
 from services.core.settings import ROUTES
 from services.patterns.loadbalance import STRATEGIES
 from services.patterns.ratelimit import SlidingWindowLimiter
+from services.platform.access import Caller
 
 router = APIRouter(tags=["gateway"])
 
