@@ -34,7 +34,7 @@ from services.patterns.near_cache import NearCache
 from .. import redis_server
 from . import run_async
 
-STRATEGIES = (*coherence.STRATEGIES, "near_cache")
+STRATEGIES = (*coherence.COHERENCE_STRATEGIES, "near_cache")
 
 
 class VersionedSource:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Awaitable, Callable, Iterable
 from fastapi import Depends, Request, Response
 
 from services.core import keys
-from services.core.redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN, REDIS_DOWN_OR_REFUSING
 from services.core.settings import Settings
 from services.patterns import cache as pattern
 from services.patterns.envelope import Event, EventType
@@ -72,7 +72,7 @@ class ServiceCache:
         try:
             version = await asyncio.wait_for(self.redis.get(keys.cache_generation(kind, entity_id)),
                                              self.settings.cache_timeout_s)
-        except pattern.CACHE_FAILURES as exc:
+        except REDIS_DOWN_OR_REFUSING as exc:
             log.warning("could not read the version of %s %s (%r)", kind, entity_id, exc)
             self.stats.redis_failures[kind] += 1
             return None

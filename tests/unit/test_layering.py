@@ -13,6 +13,7 @@ pattern does not reach up into the app that runs it. This test reads every modul
 from __future__ import annotations
 
 import ast
+from collections import defaultdict
 from pathlib import Path
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
@@ -82,3 +83,38 @@ def test_patterns_are_framework_free_and_import_no_wiring_or_app():
 
 def test_platform_imports_no_app():
     assert _violations("platform", APP_PACKAGES) == []
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names
+
+
+def test_registries_of_named_choices_have_one_meaning_each():
+    """``STRATEGIES`` once meant TTL strategies, coherence strategies and balancers, depending on the file.
+
+    Now each vocabulary has its own name, spelled out once (in ``services/core/vocabulary.py``, so the
+    settings can check a value at start without core importing a pattern); no constant name is defined
+    with two meanings in two pattern modules.
+    """
+    where: dict[str, list[str]] = defaultdict(list)
+    for path in _modules_under("patterns"):
+        for name in _top_level_names(path):
+            if name.isupper():
+                where[name].append(path.name)
+    assert "STRATEGIES" not in where, f"an ambiguous STRATEGIES is defined in {where['STRATEGIES']}"
+    twice = {name: files for name, files in where.items() if len(files) > 1}
+    assert twice == {}, f"the same constant name is defined in several pattern modules: {twice}"
+    vocabulary = _top_level_names(SERVICES / "core" / "vocabulary.py") if (SERVICES / "core" / "vocabulary.py").exists() else set()
+    for name in ("TTL_STRATEGIES", "COHERENCE_STRATEGIES", "BALANCERS"):
+        assert name in vocabulary, f"{name} is not defined in services/core/vocabulary.py"
+        assert name not in where, f"{name} is redefined in {where[name]} instead of imported from core"
