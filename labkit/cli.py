@@ -184,9 +184,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """Run every benchmarks/*.py script and print one table (the scripts live beside labkit, not in it)."""
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
+    """Run every benchmarks/*.py script and print one table (``benchmarks`` is installed with the project)."""
     from benchmarks import run_all
 
     argv = ["--seconds", str(args.seconds)] + (["--only", *args.only] if args.only else [])

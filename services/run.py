@@ -11,8 +11,8 @@ import importlib
 
 import uvicorn
 
-from services.core.app import configure_logging, new_instance_id
 from services.core.settings import SERVICE_NAMES, get_settings
+from services.platform.app import configure_logging, new_instance_id
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from services.core.app import configure_logging
+from services.platform.app import configure_logging
 from services.core.settings import get_settings
 
 from .app import build

@@ -34,7 +34,8 @@ from services.patterns.near_cache import NearCache
 from .. import redis_server
 from . import run_async
 
-STRATEGIES = (*coherence.STRATEGIES, "near_cache")
+#: What lesson 06 compares: the services' coherence strategies, and the near cache on top of one of them.
+COMPARED = (*coherence.COHERENCE_STRATEGIES, "near_cache")
 
 
 class VersionedSource:
@@ -155,7 +156,7 @@ def mixed_workload(strategy: str, settings: Settings | None = None, *, n_keys: i
                             ttl_ms, seed))
 
 
-def compare_strategies(settings: Settings | None = None, strategies=STRATEGIES, **workload) -> pd.DataFrame:
+def compare_strategies(settings: Settings | None = None, strategies=COMPARED, **workload) -> pd.DataFrame:
     """``mixed_workload`` for every strategy, one after the other, in one DataFrame."""
     frames = [mixed_workload(s, settings, **workload) for s in strategies]  # writes_in_run: per frame
     return pd.concat(frames, ignore_index=True)

@@ -17,13 +17,11 @@ import httpx
 import pandas as pd
 
 from services.core.settings import Settings, get_settings
+from services.core.vocabulary import BALANCERS
 
 from .. import procs
 from ..auth import gateway_headers, service_client
 from . import PATHS, run_async
-
-STRATEGIES = ("round_robin", "random", "least_outstanding", "weighted")
-
 
 @contextlib.contextmanager
 def gateway_admin(settings: Settings):
@@ -63,7 +61,7 @@ async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) 
 
 
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
-                            strategies: tuple[str, ...] = STRATEGIES, settings: Settings | None = None,
+                            strategies: tuple[str, ...] = BALANCERS, settings: Settings | None = None,
                             rounds: int = 1) -> pd.DataFrame:
     """``requests`` reads through the gateway per strategy, ``concurrency`` at a time, in ``rounds``
     alternating rounds (each strategy runs ``requests / rounds`` reads per round, the order rotating), so a

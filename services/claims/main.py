@@ -1,7 +1,7 @@
 """The claims service (:3002): claims and their lifecycle; its writes' events reach Redis via the outbox."""
 
-from services.core.app import ServiceSpec, create_app
-from services.core.events import WakeRelayAfterWrites, start_outbox_relay, stop_background_tasks
+from services.platform.app import ServiceSpec, create_app
+from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, stop_background_tasks
 
 from .repository import SCHEMA, TOPIC
 from .routes import router

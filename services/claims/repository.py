@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS claims (
     note         TEXT,
     submitted_at TEXT NOT NULL,
     updated_at   TEXT NOT NULL,
-    version      INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/core/etags.py)
+    version      INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/platform/etags.py)
 );
 CREATE INDEX IF NOT EXISTS claims_policy ON claims (policy_id);
 CREATE INDEX IF NOT EXISTS claims_customer ON claims (customer_id);

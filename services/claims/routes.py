@@ -12,17 +12,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.core import keys
-from services.core.access import Caller
-from services.core.caching import CacheDep, read_batch
 from services.core.errors import LabError, VersionMismatch, not_found
-from services.core.etags import IfMatch, with_etag
-from services.core.ids import ID_PATTERN, ClaimId
-from services.core.knobs import apply_fault_knobs
+from services.core.ids import ID_PATTERN
 from services.core.models import CLAIM_TRANSITIONS, Claim, ClaimIn, ClaimStatus, ClaimStatusChange, Page
-from services.core.paging import PageDep
-from services.core.peers import fetch_peer_entity
 from services.core.redis_client import REDIS_DOWN
 from services.patterns.outbox import events_of_subject
+from services.platform.access import Caller
+from services.platform.batch import read_batch
+from services.platform.etags import IfMatch, with_etag
+from services.platform.knobs import apply_fault_knobs
+from services.platform.paging import PageDep
+from services.platform.path_ids import ClaimId
+from services.platform.peers import fetch_peer_entity
+from services.platform.service_cache import CacheDep
 
 from . import history
 from . import repository as repo

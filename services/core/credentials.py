@@ -28,7 +28,7 @@ import hmac
 #: Issuers that may sign an identity for any subject: the edge, and the lab's own tools (the operator).
 GATEWAY, LABKIT = "gateway", "labkit"
 
-#: The peer calls the services make as themselves (``services/core/peers.py``, the worker): caller -> callees.
+#: The peer calls the services make as themselves (``services/platform/peers.py``, the worker): caller -> callees.
 PEER_CALLS = {"customer": ("policy", "claims"), "policy": ("customer",), "claims": ("policy",), "worker": ("claims",)}
 
 #: The services the gateway routes to (and signs identities for).

@@ -10,14 +10,14 @@ claims and its own history. So an id is valid only in the exact form ``make_id``
 capitals, ``-``, the number in ASCII digits, zero-padded to six and no further (``POL-000512``,
 ``POL-1234567``). Every other spelling — extra zeros, ``pol-``, ``+512``, Arabic-Indic digits, spaces
 inside the path — is refused with a 422 naming the field before it reaches a key or a query.
+
+The path-parameter types that make FastAPI check an id at the edge (``CustomerId``, ``PolicyId``,
+``ClaimId``) are in ``services/platform/path_ids.py``; this module stays framework-free.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from fastapi import Path
 
 ID_PREFIX = {"customer": "CUS", "policy": "POL", "claim": "CLM"}
 # Exactly the digits make_id writes: six (zero-padded), or seven to twelve without a leading zero —
@@ -38,8 +38,3 @@ def id_number(entity_id: str) -> int:
 def is_valid(kind: str, entity_id: str) -> bool:
     """True only for the canonical spelling: ``is_valid(k, x)`` implies ``make_id(k, id_number(x)) == x``."""
     return isinstance(entity_id, str) and re.fullmatch(ID_PATTERN[kind], entity_id, re.ASCII) is not None
-
-
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN["customer"], examples=["CUS-000001"])]
-PolicyId = Annotated[str, Path(pattern=ID_PATTERN["policy"], examples=["POL-000001"])]
-ClaimId = Annotated[str, Path(pattern=ID_PATTERN["claim"], examples=["CLM-000001"])]

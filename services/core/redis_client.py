@@ -10,15 +10,27 @@ Why these options:
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+#: The one definition of "Redis is unavailable": refused, reset, unreachable, or too slow to answer.
+#: ``asyncio.TimeoutError`` is what ``asyncio.wait_for`` raises around a Redis call (the cache's own
+#: deadline); on Python 3.11+ it is the builtin ``TimeoutError``, an ``OSError``, so it was always in here
+#: and is named only so the reader does not have to know that.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+#: Unavailable, or up and refusing (``NOPERM``, ``OOM`` under ``noeviction``, any other Redis error): what
+#: code that must *fail open* — the cache, a relay, a heartbeat — treats as "Redis did not help". Built from
+#: ``REDIS_DOWN``, so the two cannot drift apart; kept apart from it because some callers answer the two
+#: differently (a refused session lookup is a bug to see, an unreachable one a 503).
+REDIS_DOWN_OR_REFUSING = (*REDIS_DOWN, RedisError)
 
 
 def connect(url: str, timeout_s: float = 1.0, client_name: str | None = None, **extra) -> aioredis.Redis:

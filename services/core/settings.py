@@ -13,12 +13,12 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import credentials
+from .vocabulary import Balancer, CoherenceStrategy, DiscoveryMode, TtlStrategy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,21 +59,20 @@ class Settings(BaseSettings):
 
     # Caching (lesson 01): cache-aside reads of entities, lists and the customer overview.
     cache_enabled: bool = True  # False: every read goes to the system of record (X-Cache: MISS)
-    cache_ttl_strategy: str = "jittered"  # fixed | jittered | sliding (see services/patterns/cache.py)
+    cache_ttl_strategy: TtlStrategy = "jittered"  # fixed | jittered | sliding (see services/patterns/cache.py)
     cache_ttl_s: float = 300.0  # default TTL of a cached copy
     cache_ttl_per_kind: dict[str, float] = {"customer": 600, "policy": 300, "claim": 60, "policies": 120,
                                             "overview": 60}  # e.g. LAB_CACHE_TTL_PER_KIND='{"claim":30}'
     cache_jitter: float = 0.1  # jittered: TTL * (1 ± jitter)
     cache_negative_ttl_s: float = 5.0  # "no such id" is cached this long; 0 = never
     cache_timeout_s: float = 0.25  # a cache call slower than this counts as a miss (fail open)
-    # How a write keeps the copies coherent (lesson 06; services/core/caching.py, services/patterns/coherence.py):
+    # How a write keeps the copies coherent (lesson 06; services/platform/service_cache.py, services/patterns/coherence.py):
     # delete_with_token (delete the copy and bump the entity's generation, so a reader that loaded the old
     # row before the write cannot put it back), delete_on_write (lesson 01's plain delete: the stale-set race
     # stays open), write_through (SET the committed row as the copy), versioned_keys (bump the version;
     # readers read the copy of the current version), event_driven (the writer only announces; every instance
     # deletes when the event arrives), ttl_only (no invalidation: copies are wrong until they expire).
-    cache_coherence: Literal["delete_with_token", "delete_on_write", "write_through", "versioned_keys",
-                             "event_driven", "ttl_only"] = "delete_with_token"
+    cache_coherence: CoherenceStrategy = "delete_with_token"
 
     # Timeouts (seconds) for one upstream call from the gateway or between services.
     upstream_timeout_s: float = 5.0
@@ -127,9 +126,9 @@ class Settings(BaseSettings):
     gateway_probe_s: float = 0.5  # active health check: GET /health on every instance this often
     gateway_unhealthy_after: int = 2  # consecutive failed probes (or refused connections) -> unhealthy
     gateway_healthy_after: int = 2  # consecutive good probes -> healthy again
-    gateway_balancer: str = "round_robin"  # round_robin | random | least_outstanding | weighted
-    gateway_balancer_per_service: dict[str, str] = {}  # e.g. LAB_GATEWAY_BALANCER_PER_SERVICE='{"claims":"weighted"}'
-    gateway_discovery: str = "registry"  # registry | static (the settings ports, one instance each)
+    gateway_balancer: Balancer = "round_robin"  # round_robin | random | least_outstanding | weighted
+    gateway_balancer_per_service: dict[str, Balancer] = {}  # e.g. LAB_GATEWAY_BALANCER_PER_SERVICE='{"claims":"weighted"}'
+    gateway_discovery: DiscoveryMode = "registry"  # registry | static (the settings ports, one instance each)
     breaker_failures: int = 5  # consecutive failures that open an instance's circuit breaker
     breaker_open_s: float = 2.0  # how long it stays open before one trial request (half-open)
     rate_limit_requests: int = 0  # per client per window at the gateway; 0 = no rate limiting

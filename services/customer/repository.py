@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS customers (
     risk_tier     TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
-    version       INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/core/etags.py)
+    version       INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/platform/etags.py)
 );
 CREATE INDEX IF NOT EXISTS customers_risk_tier ON customers (risk_tier);
 CREATE TABLE IF NOT EXISTS notifications (

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from services.auth.routes import router as auth_router
 from services.auth.users import open_user_store
 from services.core import keys
-from services.core.app import ServiceSpec, create_app
 from services.patterns.envelope import Event
 from services.patterns.ratelimit import SlidingWindowLimiter
 from services.patterns.subscriber import subscribe_forever
+from services.platform.app import ServiceSpec, create_app
 
 from .proxy import ProxyMiddleware
 from .routes import router, services_health

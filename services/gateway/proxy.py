@@ -31,10 +31,10 @@ import aiohttp
 from yarl import URL
 
 from services.auth.edge import identity_for, signed_header
-from services.core.middleware import BodyTooLarge, header
 from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES
 from services.patterns.identity import HEADER as IDENTITY_HEADER
+from services.platform.middleware import BodyTooLarge, header
 
 from .response_cache import entities_in_body, entities_in_path, request_directives
 

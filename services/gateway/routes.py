@@ -14,11 +14,11 @@ import aiohttp
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core.access import Caller
 from services.core.errors import LabError
 from services.core.settings import ROUTES
-from services.patterns.loadbalance import STRATEGIES
+from services.patterns.loadbalance import BALANCERS
 from services.patterns.ratelimit import SlidingWindowLimiter
+from services.platform.access import Caller
 
 router = APIRouter(tags=["gateway"])
 
@@ -41,16 +41,16 @@ async def list_services(request: Request) -> dict:
 
 class BalancerChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    strategy: str = Field(description=f"one of {', '.join(STRATEGIES)}")
+    strategy: str = Field(description=f"one of {', '.join(BALANCERS)}")
     service: str | None = Field(default=None, description="one service; all when left out")
 
 
 @router.put("/admin/balancer", tags=["admin"])
 async def change_balancer(change: BalancerChange, request: Request, who: Caller) -> dict:
     who.require("system")
-    if change.strategy not in STRATEGIES:
+    if change.strategy not in BALANCERS:
         raise LabError(422, "invalid_input", f"unknown strategy {change.strategy!r}; choose one of "
-                       f"{', '.join(STRATEGIES)}", field="strategy")
+                       f"{', '.join(BALANCERS)}", field="strategy")
     services = [change.service] if change.service else list(ROUTES.values())
     if change.service and change.service not in ROUTES.values():
         raise LabError(422, "invalid_input", f"unknown service {change.service!r}; choose one of "

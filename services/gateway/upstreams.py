@@ -12,7 +12,7 @@ arrive thousands of times a second. The view is kept fresh three ways:
   again); *passive*: a refused or broken connection on real traffic counts as a failed check. Any 200 is
   a good check, ``degraded`` included: an instance that lost Redis still serves from its system of record,
   so it stays in rotation. (That only holds because ``/health`` answers within its own Redis budget,
-  ``services/core/health.py``, well inside the probe's timeout.)
+  ``services/platform/health.py``, well inside the probe's timeout.)
 
 On top of health, each instance has a circuit breaker (``services/patterns/breaker.py``), and each service a
 balancer (``services/patterns/loadbalance.py``) that picks among the instances that are healthy and whose
@@ -33,7 +33,6 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from services.core import keys
-from services.core.health import REDIS_CHECK_BUDGET_S
 from services.core.redis_client import REDIS_DOWN
 from services.core.settings import ROUTES, SERVICE_NAMES, Settings
 from services.patterns import registry
@@ -41,6 +40,7 @@ from services.patterns.breaker import CircuitBreaker
 from services.patterns.envelope import Event, EventType
 from services.patterns.loadbalance import make_balancer
 from services.patterns.subscriber import subscribe_forever
+from services.platform.health import REDIS_CHECK_BUDGET_S
 
 log = logging.getLogger("lab.gateway.upstreams")
 

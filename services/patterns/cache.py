@@ -38,16 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.core import keys
+from services.core.redis_client import REDIS_DOWN_OR_REFUSING
+from services.core.vocabulary import TTL_STRATEGIES
 
 log = logging.getLogger("lab.cache")
 
-#: What "Redis did not help" looks like: refused, reset, timed out, or any other Redis error.
-CACHE_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
-
-STRATEGIES = ("fixed", "jittered", "sliding")
+assert TTL_STRATEGIES == ("fixed", "jittered", "sliding"), "Ttl.seconds_for implements exactly these"
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,8 @@ class Ttl:
     negative_s: float = 5.0  # negative caching; 0 = do not cache misses of the system of record
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown TTL strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.strategy not in TTL_STRATEGIES:
+            raise ValueError(f"unknown TTL strategy {self.strategy!r}; choose one of {', '.join(TTL_STRATEGIES)}")
 
     @classmethod
     def fixed(cls, seconds: float, negative_s: float = 5.0) -> "Ttl":
@@ -162,7 +160,7 @@ async def cache_aside_get(r: Redis, key: str, load: Callable[[], Awaitable[Any]]
             pipe.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else pipe.get(key)
             pipe.get(generation_key)
             cached, seen_generation = await _bounded(pipe.execute(), timeout_s)
-    except CACHE_FAILURES as exc:
+    except REDIS_DOWN_OR_REFUSING as exc:
         log.warning("cache read of %s failed (%r): reading the system of record", key, exc)
         stats.redis_failures[kind] += 1
         cached = None
@@ -196,7 +194,7 @@ async def store(r: Redis, key: str, value: Any, ttl: Ttl, *, tags: Iterable[str]
     add_store_commands(pipe, key, value, ttl, tags)
     try:
         await _bounded(pipe.execute(), timeout_s)
-    except CACHE_FAILURES as exc:
+    except REDIS_DOWN_OR_REFUSING as exc:
         log.warning("cache write of %s failed (%r): the next read loads it again", key, exc)
         if stats:
             stats.redis_failures[kind] += 1
@@ -214,7 +212,7 @@ async def store_if_generation(r: Redis, key: str, value: Any, ttl: Ttl, generati
             pipe = r.pipeline(transaction=False)
             add_tag_commands(pipe, key, ttl.for_value(value), tags)
             await _bounded(pipe.execute(), timeout_s)
-    except CACHE_FAILURES as exc:
+    except REDIS_DOWN_OR_REFUSING as exc:
         log.warning("cache write of %s failed (%r): the next read loads it again", key, exc)
         if stats:
             stats.redis_failures[kind] += 1
@@ -249,7 +247,7 @@ async def cache_aside_get_many(r: Redis, key_of: Callable[[str], str], ids: list
         reads.get(key_of(entity_id))
     try:
         cached = await _bounded(reads.execute(), timeout_s)
-    except CACHE_FAILURES as exc:
+    except REDIS_DOWN_OR_REFUSING as exc:
         log.warning("cache batch read failed (%r): reading the system of record", exc)
         stats.redis_failures[kind] += 1
         cached = [None] * len(ids)
@@ -269,7 +267,7 @@ async def cache_aside_get_many(r: Redis, key_of: Callable[[str], str], ids: list
             add_store_commands(pipe, key_of(entity_id), value, ttl)
         try:
             await _bounded(pipe.execute(), timeout_s)
-        except CACHE_FAILURES as exc:
+        except REDIS_DOWN_OR_REFUSING as exc:
             log.warning("cache pipeline write failed (%r)", exc)
             stats.redis_failures[kind] += 1
     return {i: found[i] for i in ids}
@@ -303,7 +301,7 @@ async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: I
             if group:
                 pipe.srem(tag_key, *group)
         await _bounded(pipe.execute(), timeout_s)
-    except CACHE_FAILURES as exc:
+    except REDIS_DOWN_OR_REFUSING as exc:
         log.warning("cache invalidation failed (%r): the copies expire with their TTL", exc)
         if stats:
             stats.redis_failures[kind] += 1

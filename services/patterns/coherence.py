@@ -3,7 +3,7 @@
 Lesson 01 caches with cache-aside and deletes on write. Lesson 06 compares the ways a copy can follow a
 write, then fixes the two classic failures:
 
-* **Strategies** (what a write does to the copy; what a read does on a miss) — ``STRATEGIES``:
+* **Strategies** (what a write does to the copy; what a read does on a miss) — ``COHERENCE_STRATEGIES``:
   ``ttl_only`` (nothing: the copy is wrong until it expires), ``delete_on_write`` (lesson 01),
   ``delete_with_token`` (the same, with the stale-set race closed, below), ``write_through`` (the writer
   SETs the new value), ``versioned_keys`` (the writer bumps a version; readers read ``key:v<version>``, old
@@ -38,13 +38,12 @@ from typing import Any, Awaitable, Callable
 from redis.asyncio import Redis
 
 from services.core import keys
+from services.core.vocabulary import COHERENCE_STRATEGIES
 
 from .cache import FILL_IF_GENERATION, GENERATION_TTL_MS, to_json
 from .envelope import Event, EventType
 from .subscriber import subscribe_forever
 
-STRATEGIES = ("ttl_only", "delete_on_write", "delete_with_token", "write_through", "versioned_keys",
-              "event_driven")
 
 Loader = Callable[[], Awaitable[Any]]
 
@@ -88,8 +87,8 @@ async def read(r: Redis, entity: CachedEntity, load: Loader, ttl_ms: int, strate
         return await read_with_token(r, entity, load, ttl_ms)
     if strategy == "versioned_keys":
         return await read_versioned(r, entity, load, ttl_ms)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy not in COHERENCE_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(COHERENCE_STRATEGIES)}")
     cached = await r.get(entity.key)
     if cached is not None:
         return json.loads(cached), True
@@ -147,7 +146,7 @@ async def after_write(r: Redis, entity: CachedEntity, strategy: str, *, new_valu
     elif strategy == "event_driven":
         await announce_change(r, topic or entity.kind, entity, source)
     else:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(COHERENCE_STRATEGIES)}")
 
 
 async def bump_generation(r: Redis, entity: CachedEntity, delete_copy: bool = True) -> int:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import random
 from typing import Protocol, Sequence
 
+from services.core.vocabulary import BALANCERS
+
 
 class Candidate(Protocol):
     instance_id: str
@@ -87,12 +89,13 @@ class Weighted:
         return chosen
 
 
-STRATEGIES = {cls.name: cls for cls in (RoundRobin, RandomChoice, LeastOutstanding, Weighted)}
+_BALANCER_CLASSES = {cls.name: cls for cls in (RoundRobin, RandomChoice, LeastOutstanding, Weighted)}
+assert tuple(_BALANCER_CLASSES) == BALANCERS, "services/core/vocabulary.py names exactly the balancers here"
 
 
 def make_balancer(strategy: str):
     """A new balancer by name; ValueError naming the choices for anything else."""
     try:
-        return STRATEGIES[strategy]()
+        return _BALANCER_CLASSES[strategy]()
     except KeyError:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}") from None
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(BALANCERS)}") from None

@@ -6,9 +6,9 @@ claims of each policy.
 
 from fastapi import FastAPI
 
-from services.core.app import ServiceSpec, create_app
-from services.core.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber, stop_background_tasks
 from services.patterns.envelope import Event, EventType
+from services.platform.app import ServiceSpec, create_app
+from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber, stop_background_tasks
 
 from . import repository as repo
 from .repository import SCHEMA, TOPIC

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS policies (
     status         TEXT NOT NULL,
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
-    version        INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/core/etags.py)
+    version        INTEGER NOT NULL DEFAULT 1  -- bumped by every write: the ETag (services/platform/etags.py)
 );
 CREATE INDEX IF NOT EXISTS policies_customer ON policies (customer_id);
 CREATE INDEX IF NOT EXISTS policies_status ON policies (status);

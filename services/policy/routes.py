@@ -12,15 +12,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.core import keys
-from services.core.access import Caller
-from services.core.caching import CacheDep, read_batch
 from services.core.errors import LabError, VersionMismatch, not_found
-from services.core.etags import IfMatch, with_etag
-from services.core.ids import ID_PATTERN, PolicyId
-from services.core.knobs import apply_fault_knobs
+from services.core.ids import ID_PATTERN
 from services.core.models import Page, Policy, PolicyIn, PolicyPatch, PolicyStatus, Product
-from services.core.paging import PageDep
-from services.core.peers import fetch_peer_entity
+from services.platform.access import Caller
+from services.platform.batch import read_batch
+from services.platform.etags import IfMatch, with_etag
+from services.platform.knobs import apply_fault_knobs
+from services.platform.paging import PageDep
+from services.platform.path_ids import PolicyId
+from services.platform.peers import fetch_peer_entity
+from services.platform.service_cache import CacheDep
 
 from . import repository as repo
 

@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 
 from services.core import keys
-from services.core.access import peer_identity_header
-from services.core.app import ServiceSpec, create_app
-from services.core.events import stop_background_tasks
 from services.core.redis_client import REDIS_DOWN
 from services.patterns.envelope import Event, EventType
 from services.patterns.streams import ConsumerStats, consume_once, ensure_group, group_progress
+from services.platform.access import peer_identity_header
+from services.platform.app import ServiceSpec, create_app
+from services.platform.events import stop_background_tasks
 
 from .scoring import risk_score
 

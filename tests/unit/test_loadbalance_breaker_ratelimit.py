@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from services.core import keys
 from services.patterns.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from services.patterns.loadbalance import STRATEGIES, LeastOutstanding, RoundRobin, Weighted, make_balancer
+from services.patterns.loadbalance import BALANCERS, LeastOutstanding, RoundRobin, Weighted, make_balancer
 from services.patterns.ratelimit import SlidingWindowLimiter
 
 from redis_async import PATIENT  # generous client timeouts for many connections at once
@@ -52,7 +52,7 @@ def test_weighted_gives_each_instance_its_share_interleaved():
 
 
 def test_every_strategy_answers_none_without_candidates_and_unknown_names_are_refused():
-    assert all(make_balancer(name).pick([]) is None for name in STRATEGIES)
+    assert all(make_balancer(name).pick([]) is None for name in BALANCERS)
     with pytest.raises(ValueError, match="round_robin"):
         make_balancer("fastest")
 

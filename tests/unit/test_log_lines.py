@@ -2,8 +2,8 @@
 
 import logging
 
-from services.core.app import LogFormatter
-from services.core.middleware import loggable
+from services.platform.app import LogFormatter
+from services.platform.middleware import loggable
 
 FORGED = "2026-12-01 00:00:00,000 WARNING lab.access admin logged in"
 

@@ -28,9 +28,9 @@ from redis.exceptions import RedisError
 from services.patterns import registry
 
 from .access import peer_identity_header
-from .errors import LabError
-from .redis_client import REDIS_DOWN
-from .settings import Settings
+from services.core.errors import LabError
+from services.core.redis_client import REDIS_DOWN
+from services.core.settings import Settings
 
 log = logging.getLogger("lab.peers")
 

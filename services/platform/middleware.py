@@ -9,7 +9,7 @@ proxy hop must stay cheap.
   (``Content-Length``) or not (chunked: counted as it arrives).
 
 Every value a client controls ends up in some log line. ``loggable`` renders a text as one visible line
-of valid UTF-8, and the services' log formatter (``services/core/app.py``) applies it to *every* message,
+of valid UTF-8, and the services' log formatter (``services/platform/app.py``) applies it to *every* message,
 so no call site can forget: a ``%0a`` in a path does not start a forged line in the log, and a ``%ff``
 does not write a byte that is not UTF-8.
 """

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from services.patterns import outbox, subscriber
 from services.patterns.envelope import Event
 
-from . import keys
+from services.core import keys
 
 log = logging.getLogger("lab.events")
 

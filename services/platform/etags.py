@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Response
 
-from .errors import LabError
+from services.core.errors import LabError
 
 STRONG_TAG = re.compile(r'"([0-9]{1,18})"')
 

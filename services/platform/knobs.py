@@ -50,7 +50,7 @@ async def change_knobs(change: KnobsPatch, request: Request, who: Caller) -> Kno
 
 async def apply_fault_knobs(request: Request) -> None:
     """A dependency domain routes use: wait ``delay_ms``, then fail ``error_rate`` of the time."""
-    from .errors import LabError
+    from services.core.errors import LabError
 
     knobs: Knobs = request.app.state.knobs
     if knobs.delay_ms:

@@ -18,16 +18,19 @@ from typing import AsyncIterator, Awaitable, Callable
 import httpx
 from fastapi import APIRouter, FastAPI
 
-from . import acl, redis_client
-from .caching import install_cache_stats, start_event_driven_invalidation, stop_event_driven_invalidation
-from .db import Database
+from services.core import acl, redis_client
+from services.core.db import Database
+from services.core.errors import ERROR_RESPONSES
+from services.core.settings import Settings, get_settings
+
+from .cache_stats import install_cache_stats
 from .discovery import start_registration, stop_registration
-from .errors import ERROR_RESPONSES, install_error_handlers
+from .error_handlers import install_error_handlers
 from .health import health_router
+from .invalidation_subscriber import start_event_driven_invalidation, stop_event_driven_invalidation
 from .knobs import Knobs, knobs_router
 from .middleware import BodyLimit, RequestContext, loggable
 from .peers import PeerDirectory
-from .settings import Settings, get_settings
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 

@@ -23,8 +23,8 @@ from fastapi import Depends, Request
 
 from services.patterns.identity import HEADER, ReplayGuard, sign_identity, verify_identity
 
-from .errors import LabError
-from .ids import is_valid
+from services.core.errors import LabError
+from services.core.ids import is_valid
 
 STAFF = ("agent", "adjuster", "system")
 

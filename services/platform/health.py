@@ -18,7 +18,7 @@ import time
 
 from fastapi import APIRouter, Request
 
-from .redis_client import ping_latency_ms
+from services.core.redis_client import ping_latency_ms
 
 health_router = APIRouter(tags=["health"])
 

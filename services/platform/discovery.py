@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from services.patterns.registry import Instance, deregister_instance, heartbeat_forever
 
-from .redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN
 
 log = logging.getLogger("lab.discovery")
 
