@@ -27,7 +27,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core import redis_client
-from services.core.errors import LabError, install_error_handlers
+from services.core.errors import LabError
+from services.platform.error_handlers import install_error_handlers
 from services.core.settings import SERVICE_NAMES, Settings, get_settings
 
 from .. import faults, lab, redis_server
