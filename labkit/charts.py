@@ -684,3 +684,92 @@ def rejoin_exact(df: pd.DataFrame, margin_s: float = 0.3):
     ax.set_title("The rejoin at exact times: registered, routed to, serving")
     fig.tight_layout()
     return fig
+
+
+# --- lesson 07: where a cached read's time goes ---------------------------------------------------------
+
+#: Colour of a flame-graph frame, by where its code lives (the first needle found in the frame's text).
+_FLAME_COLOURS = [("services/", "tab:blue"), ("redis", "tab:red"), ("fastapi/", "tab:orange"),
+                  ("starlette/", "tab:orange"), ("pydantic", "tab:purple"), ("json", "tab:purple"),
+                  ("uvicorn/", "tab:green"), ("logging", "tab:brown"), ("asyncio", "tab:gray")]
+_FLAME_LEGEND = {"tab:blue": "our code (services/)", "tab:red": "redis-py", "tab:orange": "FastAPI / Starlette",
+                 "tab:purple": "JSON / pydantic", "tab:green": "uvicorn", "tab:brown": "logging",
+                 "tab:gray": "asyncio", "lightgray": "other"}
+
+
+def _flame_colour(frame: str) -> str:
+    return next((colour for needle, colour in _FLAME_COLOURS if needle in frame), "lightgray")
+
+
+def flame_graph(collapsed: str, title: str = "Where the CPU time goes (py-spy samples)",
+                min_share: float = 0.005, max_depth: int = 60):
+    """An icicle flame graph of py-spy's collapsed stacks (``a;b;c 42`` per line): the outermost call on
+    top, each call's width its share of the samples, coloured by where the code lives. Frames under
+    ``min_share`` of the samples are left out; a name is written only where it fits its box."""
+    tree: dict = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        total += int(count)
+        node = tree
+        for frame in stack.split(";")[:max_depth]:
+            entry = node.setdefault(frame, [0, {}])
+            entry[0] += int(count)
+            node = entry[1]
+    fig, ax = _figure(height=5.2, width=11)
+    boxes = []
+
+    def draw(node: dict, x: float, depth: int) -> int:
+        deepest = depth
+        for frame, (count, children) in sorted(node.items(), key=lambda kv: -kv[1][0]):
+            if total and count / total >= min_share:
+                ax.barh(-depth, count / total, left=x, height=0.92, color=_flame_colour(frame),
+                        edgecolor="white", linewidth=0.3)
+                boxes.append((x, depth, count / total, frame.split(" (")[0].split(".")[-1]))
+                deepest = max(deepest, draw(children, x, depth + 1))
+            x += count / total if total else 0
+        return deepest
+
+    deepest = draw(tree, 0.0, 0)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-deepest - 0.6, 0.6)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_xlabel(f"share of the {total:,} samples (%)")
+    ax.set_ylabel("call depth (outermost on top)")
+    ax.set_yticks([])
+    ax.set_title(title)
+    fig.canvas.draw()  # now boxes have a size in pixels: write a name only where it fits
+    px_per_share = ax.get_window_extent().width
+    for x, depth, width, name in boxes:
+        if width * px_per_share > 6.5 * len(name) + 4:
+            ax.text(x + width / 2, -depth, name, ha="center", va="center", fontsize=7, clip_on=True)
+    handles = [Patch(color=c, label=label) for c, label in _FLAME_LEGEND.items()
+               if any(_flame_colour(f) == c for f in _frames(tree))]
+    return _finish(fig, handles)
+
+
+def _frames(tree: dict):
+    for frame, (_, children) in tree.items():
+        yield frame
+        yield from _frames(children)
+
+
+def layer_shares(shares: pd.DataFrame, title: str = "Where a cached read's CPU time goes"):
+    """Horizontal bars: each layer's share of the samples (columns ``layer``, ``share``, and ``run`` when
+    several profiles are compared, e.g. before and after a change)."""
+    runs = list(dict.fromkeys(shares["run"])) if "run" in shares else ["this run"]
+    layers = list(dict.fromkeys(shares.sort_values("share", ascending=False)["layer"]))
+    fig, ax = _figure(height=0.35 * len(layers) * (1 + 0.5 * (len(runs) - 1)) + 1.2)
+    height = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        part = shares[shares["run"] == run] if "run" in shares else shares
+        by_layer = part.set_index("layer")["share"].reindex(layers).fillna(0)
+        ax.barh(np.arange(len(layers)) + i * height, by_layer.values, height=height, label=run)
+    ax.set_yticks(np.arange(len(layers)) + height * (len(runs) - 1) / 2, _wrapped(layers, 30))
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_xlabel("share of CPU samples (%)")
+    ax.set_title(title)
+    return _finish(fig)

@@ -191,6 +191,16 @@ def cmd_bench(args) -> int:
     return 1 if run_all.main(argv)["failed"] else 0
 
 
+def cmd_profile(args) -> int:
+    """Sample a running service with py-spy; print where its CPU time went, by layer, and the files written."""
+    from .profile import profile
+
+    result = profile(args.name, seconds=args.seconds)
+    print(text_table([{"layer": layer, "share of samples": f"{share:.1%}"} for layer, share in result.shares().items()]))
+    print(f"\nflame graph: {result.flame_graph}\ncollapsed stacks: {result.stacks}")
+    return 0
+
+
 def cmd_fault(args) -> int:
     """Inject one fault into the running lab (lesson 08), and say how to undo it."""
     import time
@@ -324,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                                              "none: the latest one")
     p.add_argument("--out", help="directory for the PNGs and summary.csv (default: beside the first file)")
     p.add_argument("--offline", action="store_true", help="records only: do not ask Redis or the services")
+    p = add("profile", cmd_profile, "sample a running service with py-spy (send it traffic meanwhile): its CPU "
+                                    "time by layer, and a flame graph")
+    p.add_argument("name", help=f"one of: {', '.join(SERVICE_NAMES)}, or NAME#k")
+    p.add_argument("--seconds", type=float, default=5.0, help="how long to sample (default 5)")
     p = add("bench", cmd_bench, "run every benchmark with short durations; one table of figures vs targets")
     p.add_argument("--seconds", type=float, default=2.0, help="measuring time per contender (default 2)")
     p.add_argument("--only", nargs="*", help="only these benchmarks (e.g. gateway_hop load_targets)")

@@ -132,6 +132,20 @@ def _rejoin_exact_sample():
     return df
 
 
+def _collapsed_stacks():
+    """py-spy's collapsed stacks of a cached read, shaped like a real profile (deep, many narrow frames)."""
+    base = ["run (asyncio/runners.py:118)", "run_asgi (uvicorn/protocols/http/httptools_impl.py:409)"]
+    base += [f"__call__ (starlette/middleware/m{i}.py:{i})" for i in range(8)]
+    route = [*base, "app (fastapi/routing.py:161)", "get_policy (services/policy/routes.py:74)",
+             "read (services/platform/service_cache.py:61)"]
+    lines = [f"{';'.join(route)};execute (redis/asyncio/client.py:2262) 90",
+             f"{';'.join(route)};loads (json/__init__.py:346) 12",
+             f"{';'.join(base)};info (logging/__init__.py:1489) 9",
+             f"{';'.join(base[:2])};data_received (uvicorn/protocols/http/httptools_impl.py:120) 40"]
+    lines += [f"{';'.join(base)};f{i} (starlette/x.py:{i}) {1 + i % 3}" for i in range(40)]
+    return "\n".join(lines)
+
+
 SAMPLES = {
     "latency_distribution": lambda: charts.latency_distribution(_two_groups()),
     "percentile_table": lambda: charts.percentile_table(_two_groups()),
@@ -199,6 +213,12 @@ SAMPLES = {
                          ("allkeys-lru", ((104, 31), (441, 190), (14, 2), (5, 3))))
          for k, (b, a) in zip(("cached copies", "audit trails", "sessions", "service registrations"), rows)])
         .set_index(["policy", "kind"])),
+    "flame_graph": lambda: charts.flame_graph(_collapsed_stacks()),
+    "layer_shares": lambda: charts.layer_shares(pd.DataFrame(
+        [{"run": run, "layer": layer, "share": share * k} for run, k in (("before", 1.0), ("after", 0.8))
+         for layer, share in (("framework (FastAPI, Starlette)", 0.34), ("Redis client", 0.27),
+                              ("event loop (asyncio)", 0.12), ("server (uvicorn, HTTP parsing)", 0.11),
+                              ("our code (routes, patterns)", 0.08), ("logging", 0.03), ("identity check", 0.03))])),
     "stampede_loads": lambda: charts.stampede_loads(pd.DataFrame(
         [{"protection": p, "refresh": r} for p, n in (("none", 48), ("lock", 1), ("early refresh", 1))
          for r in range(5) for _ in range(n)])),
