@@ -15,6 +15,10 @@ from .tables import text_table
 
 
 def cmd_start_all(args) -> int:
+    if args.cluster or args.primaries:  # the same as LAB_REDIS_CLUSTER=1 (LAB_REDIS_PRIMARIES=N) in the environment
+        os.environ["LAB_REDIS_CLUSTER"] = "1"
+        if args.primaries:
+            os.environ["LAB_REDIS_PRIMARIES"] = str(args.primaries)
     lab = lab_module.start_all(detached=True)
     print(lab)
     print(f"\nThe gateway is at {lab.gateway_url} — try {lab.gateway_url}/docs. Stop everything with `labkit stop-all`.")
@@ -271,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("lab", cmd_lab, "start everything, load sample data and open JupyterLab on notebook 00") \
         .add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to `jupyter lab`")
-    add("start-all", cmd_start_all, "start Redis and every service (reuses what is already up)")
+    p = add("start-all", cmd_start_all, "start Redis and every service (reuses what is already up)")
+    p.add_argument("--cluster", action="store_true", help="a Redis Cluster of embedded nodes instead of one server "
+                                                           "(lesson 09; the same as LAB_REDIS_CLUSTER=1)")
+    p.add_argument("--primaries", type=int, help="with --cluster: how many primaries, each with a replica (default 3)")
     add("stop-all", cmd_stop_all, "stop every process labkit started, JupyterLab included")
     add("start", cmd_start, "start one: redis, or one service alone (with Redis, which it needs)") \
         .add_argument("name", choices=["redis", *SERVICE_NAMES])

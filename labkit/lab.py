@@ -101,8 +101,21 @@ class Lab:
         return {"name": "redis", "url": self.redis.display_url, "pid": self.redis.pid or "-", "status": status,
                 "version": version, "instance": self.redis.source, "detail": "-"}
 
+    def node_rows(self) -> list[dict]:
+        """A cluster's nodes, each as it describes itself now: role, the primary it follows, slots, keys."""
+        if self.redis is None or not self.redis.nodes:
+            return []
+        from . import cluster
+
+        admin = acl.password(self.settings, "default")
+        return [{"name": f"  node {n['port']}", "url": f"127.0.0.1:{n['port']}", "pid": n["pid"],
+                 "status": "down" if n["role"] == "down" else "healthy", "version": n["role"],
+                 "instance": f"follows {n['follows']}" if n["follows"] != "-" else f"slots {n['slots']}",
+                 "detail": f"{n['keys']} keys, {n['memory']}"}
+                for n in cluster.describe(self.redis.node_list(), admin)]
+
     def rows(self) -> list[dict]:
-        return [self.redis_row()] + [s.row() for s in self.services]
+        return [self.redis_row(), *self.node_rows()] + [s.row() for s in self.services]
 
     def __repr__(self) -> str:
         return text_table(self.rows())
@@ -166,6 +179,8 @@ def settings_env(settings: Settings, redis_url: str, managed_acl: bool, service:
     env["LAB_IDENTITY_KEYS"] = json.dumps(credentials.identity_keys_for(master, service))
     if service == "gateway":  # the edge checks the lab's API key
         env["LAB_SYSTEM_API_KEY"] = settings.api_key()
+    if redis_server.recorded_cluster(settings):  # started with --cluster: every later process follows it
+        env["LAB_REDIS_CLUSTER"] = "True"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

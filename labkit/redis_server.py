@@ -38,6 +38,11 @@ class RedisServer:
     binary: str | None = None
     port: int | None = None
     log: str | None = None
+    nodes: list[dict] | None = None  # a cluster (lesson 09): every node labkit started, see labkit/cluster.py
+
+    @property
+    def cluster(self) -> bool:
+        return self.nodes is not None
 
     @property
     def display_url(self) -> str:
@@ -48,11 +53,19 @@ class RedisServer:
         return self.url
 
     def client(self, **kwargs) -> redis.Redis:
+        """An admin client: of the one server, or of the cluster (commands routed by slot)."""
+        if self.cluster:
+            return redis.RedisCluster.from_url(self.url, decode_responses=True, **kwargs)
         return redis.Redis.from_url(self.url, decode_responses=True, **kwargs)
 
+    def node_list(self) -> list:
+        from .cluster import Node
+
+        return [Node(**n) for n in self.nodes or []]
+
     def info(self) -> dict:
-        """Server name, version and mode, as the server itself reports them."""
-        server = self.client(socket_timeout=1).info("server")
+        """Server name, version and mode, as the server itself reports them (for a cluster: its first node)."""
+        server = redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=1).info("server")
         name = "valkey" if "valkey_version" in server else "redis"
         return {"name": name, "version": server.get("valkey_version") or server.get("redis_version"),
                 "mode": server.get("redis_mode", "standalone")}
@@ -92,7 +105,9 @@ def _answers(url: str) -> bool:
 def current(settings: Settings) -> RedisServer | None:
     """The server the lab uses right now, if it is up (never starts anything)."""
     if settings.redis_url:
-        return RedisServer(settings.redis_url, "REDIS_URL", managed=False) if _answers(settings.redis_url) else None
+        server = RedisServer(settings.redis_url, "REDIS_URL", managed=False,
+                             nodes=[] if settings.redis_cluster else None)  # your cluster: its nodes are yours
+        return server if _answers(settings.redis_url) else None
     path = state_path(settings)
     if path.exists():
         try:
@@ -100,10 +115,23 @@ def current(settings: Settings) -> RedisServer | None:
         except (ValueError, TypeError):
             path.unlink(missing_ok=True)
             return None
+        if server.cluster and any(procs.is_alive(n.pid) for n in server.node_list()):
+            return server  # a cluster with a node down is still the lab's (lesson 09 kills primaries)
         if server.pid and procs.is_alive(server.pid) and _answers(server.url):
             return server
         path.unlink(missing_ok=True)
     return None
+
+
+def recorded_cluster(settings: Settings) -> bool:
+    """Whether the lab's Redis is a cluster: set so, or started so (``labkit start-all --cluster``), so that a
+    service restarted later without the flag still gets the cluster client."""
+    if settings.redis_cluster:
+        return True
+    try:
+        return json.loads(state_path(settings).read_text()).get("nodes") is not None
+    except (OSError, ValueError):
+        return False
 
 
 def ensure(settings: Settings, detached: bool) -> RedisServer:
@@ -133,6 +161,8 @@ def write_acl_file(settings: Settings, data_dir: Path) -> Path:
 
 
 def start(settings: Settings, detached: bool) -> RedisServer:
+    if settings.redis_cluster:
+        return start_cluster(settings, detached)
     host, port = "127.0.0.1", settings.redis_port
     if procs.port_in_use(host, port):
         raise PortBusyError(port, "Redis", procs.port_holder(port), "LAB_REDIS_PORT")
@@ -159,6 +189,22 @@ def start(settings: Settings, detached: bool) -> RedisServer:
     return server
 
 
+def start_cluster(settings: Settings, detached: bool) -> RedisServer:
+    """2 x ``redis_primaries`` nodes built into one cluster (``labkit/cluster.py``); the URL names the first."""
+    from . import cluster
+
+    binary, source = find_binary()
+    data_dir = settings.run_dir / "redis"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    nodes = cluster.start(settings, binary, str(write_acl_file(settings, data_dir)), detached)
+    first = nodes[0]
+    server = RedisServer(first.url(acl.password(settings, "default")), f"{source}, cluster of {len(nodes)} nodes",
+                         managed=True, pid=first.pid, binary=binary, port=first.port, log=first.log,
+                         nodes=cluster.as_records(nodes))
+    procs.write_private(state_path(settings), json.dumps(asdict(server), indent=1))  # holds the admin password
+    return server
+
+
 def stop(settings: Settings) -> bool:
     """Stop the server labkit started (never one behind REDIS_URL). True if one was stopped."""
     if settings.redis_url:
@@ -171,6 +217,10 @@ def stop(settings: Settings) -> bool:
     except (ValueError, TypeError):
         server = None
     path.unlink(missing_ok=True)
+    if server and server.cluster:
+        from . import cluster
+
+        return cluster.stop(server.node_list()) > 0
     if server and server.pid and procs.is_alive(server.pid) and procs.looks_like_ours(server.pid, str(server.port)):
         procs.stop_pid(server.pid)
         return True

@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -33,7 +34,25 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutE
 REDIS_DOWN_OR_REFUSING = (*REDIS_DOWN, RedisError)
 
 
-def connect(url: str, timeout_s: float = 1.0, client_name: str | None = None, **extra) -> aioredis.Redis:
+def connect(url: str, timeout_s: float = 1.0, client_name: str | None = None, *, cluster: bool = False,
+            **extra) -> aioredis.Redis:
+    """The one place that decides which client a process gets: one server, or a cluster (lesson 09).
+
+    The cluster client learns the slot map from the node in ``url``, sends each command to the node that
+    owns its key's slot, follows ``MOVED``/``ASK`` redirects, and refreshes the map after a failover. Every
+    call site stays the same: that is why every multi-key command here keeps its keys in one slot.
+    """
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
+            client_name=client_name,
+            max_connections=64,
+            **extra,
+        )
     return aioredis.Redis.from_url(
         url,
         decode_responses=True,

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     redis_maxmemory: str = "256mb"
     # Set by labkit when it created one ACL user per service: each service then connects as its own user.
     redis_acl: bool = False
+    # Lesson 09: a Redis Cluster instead of one server. labkit then starts 2 x redis_primaries nodes on
+    # redis_port and the ports after it (each also needs its port + 10000, the cluster bus), and every process
+    # connects with redis-py's cluster client. With REDIS_URL set: a node of your own cluster.
+    redis_cluster: bool = False
+    redis_primaries: int = Field(default=3, ge=1, le=8)
+    # How long a primary may be silent before its replica is promoted (the server's cluster-node-timeout).
+    redis_cluster_node_timeout_ms: int = Field(default=2000, ge=500)
 
     # Where services listen and what address they advertise to others.
     host: str = "127.0.0.1"

@@ -116,7 +116,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         # labkit hands each service its own Redis user's URL; LAB_REDIS_ACL=1 is for a process that holds
         # the master secret and the admin URL (started by hand) and should still connect as its own user.
         redis_url = acl.service_url(settings, spec.name) if settings.redis_acl else settings.redis_url
-        app.state.redis = redis_client.connect(redis_url, settings.redis_timeout_s, client_name=instance_id)
+        app.state.redis = redis_client.connect(redis_url, settings.redis_timeout_s, client_name=instance_id,
+                                               cluster=settings.redis_cluster)
         app.state.http = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
         app.state.peers = PeerDirectory(app.state.redis, settings)  # lesson 03: where the other services are
         app.state.db = (Database(settings.database_path(spec.name), spec.schema, settings.sor_latency_ms)
