@@ -17,6 +17,7 @@ than on the command line, where ``ps`` would show the password.
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import asdict, dataclass
 
@@ -55,6 +56,20 @@ def check_ports_free(ports: list[int]) -> None:
         for p, what in ((port, f"cluster node {port}"), (port + BUS_OFFSET, f"the cluster bus of node {port}")):
             if procs.port_in_use(HOST, p):
                 raise PortBusyError(p, what, procs.port_holder(p), "LAB_REDIS_PORT")
+
+
+def free_base_port(nodes: int) -> int:
+    """A client port ``p`` such that ``p .. p+nodes-1`` and their bus ports are all free and all below the
+    kernel's ephemeral range (a cluster needs 2 x nodes ports; test labs and lesson 09 pick theirs here)."""
+    low_ephemeral, _ = procs.ephemeral_port_range()
+    ceiling = min(procs.LAB_PORT_RANGE[1], low_ephemeral - 1) - BUS_OFFSET - nodes
+    for _ in range(200):
+        base = random.randrange(procs.LAB_PORT_RANGE[0], ceiling)
+        wanted = [p + off for p in range(base, base + nodes) for off in (0, BUS_OFFSET)]
+        if all(procs.can_bind(HOST, p) for p in wanted):
+            return base
+    raise LabkitError(f"found no {nodes} free ports (with their bus ports) for a cluster: is the machine out "
+                      "of ports? Set LAB_REDIS_PORT to a port P with P..P+5 and P+10000..P+10005 free.")
 
 
 def slot_ranges(primaries: int) -> list[tuple[int, int]]:
@@ -119,6 +134,7 @@ def build(nodes: list[Node], password: str, timeout_s: float) -> None:
         primary_id = primary.execute_command("CLUSTER", "MYID")
         wait_until(lambda: primary_id in replica.execute_command("CLUSTER", "NODES"),
                    "tell a replica about its primary", timeout_s, nodes)
+        replica.flushall()  # a replica must be empty: drop anything a client wrote to it since it started
         replica.execute_command("CLUSTER", "REPLICATE", primary_id)
     wait_until(lambda: all(c.execute_command("CLUSTER", "INFO").count("cluster_state:ok") for c in clients)
                and all(int(p.info("replication")["connected_slaves"]) >= 1 for p in primaries),

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -27,11 +27,12 @@ from redis.retry import Retry
 #: and is named only so the reader does not have to know that.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
-#: Unavailable, or up and refusing (``NOPERM``, ``OOM`` under ``noeviction``, any other Redis error): what
+#: Unavailable, or up and refusing (``NOPERM``, ``OOM`` under ``noeviction``, any other Redis error, or a
+#: cluster client that cannot place a command — redis-py raises those outside ``RedisError``): what
 #: code that must *fail open* — the cache, a relay, a heartbeat — treats as "Redis did not help". Built from
 #: ``REDIS_DOWN``, so the two cannot drift apart; kept apart from it because some callers answer the two
 #: differently (a refused session lookup is a bug to see, an unreachable one a 503).
-REDIS_DOWN_OR_REFUSING = (*REDIS_DOWN, RedisError)
+REDIS_DOWN_OR_REFUSING = (*REDIS_DOWN, RedisError, RedisClusterException)
 
 
 def connect(url: str, timeout_s: float = 1.0, client_name: str | None = None, *, cluster: bool = False,

@@ -296,7 +296,7 @@ async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: I
             pipe.incr(generation_key)
             pipe.pexpire(generation_key, GENERATION_TTL_MS)
         for key in doomed:
-            pipe.unlink(key)
+            pipe.execute_command("UNLINK", key)  # (a cluster pipeline's unlink() is a coroutine: never queued)
         for tag_key, group in zip(tag_keys, members):
             if group:
                 pipe.srem(tag_key, *group)

@@ -24,10 +24,9 @@ import logging
 import sqlite3
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.core import keys
-from services.core.redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 
 from .envelope import Event, utc_timestamp
 
@@ -118,15 +117,18 @@ async def relay_once(r: aioredis.Redis, conn: sqlite3.Connection, batch: int = 1
     rows = unsent_rows(conn, batch)
     if not rows:
         return 0
-    script = r.register_script(PUBLISH_ONCE)
     calls = [_publish_args(row["payload"], Event.from_json(row["payload"]).type, row["subject"], row["topic"],
                            dedupe_ttl_s, maxlen) for row in rows]
     if pipelined:
+        # EVAL with the script's text, not EVALSHA: a cluster pipeline refuses EVALSHA (a node may not have
+        # the script cached, and the client cannot reload it mid-pipeline); the server caches the compiled
+        # script by its hash either way.
         async with r.pipeline(transaction=False) as pipe:
             for call in calls:
-                await script(**call, client=pipe)
+                pipe.eval(PUBLISH_ONCE, len(call["keys"]), *call["keys"], *call["args"])
             await pipe.execute()
     else:
+        script = r.register_script(PUBLISH_ONCE)
         for call in calls:
             await script(**call)
     mark_sent(conn, [row["seq"] for row in rows], utc_timestamp())
@@ -146,7 +148,7 @@ async def run_relay(r: aioredis.Redis, conn: sqlite3.Connection, wake: asyncio.E
         try:
             sent = await relay_once(r, conn, batch, True, dedupe_ttl_s, maxlen)
             backoff = 0.05
-        except (*REDIS_DOWN, RedisError) as exc:  # down, or refusing writes (OOM under noeviction, ...)
+        except REDIS_DOWN_OR_REFUSING as exc:  # down, or refusing writes (OOM under noeviction, ...)
             log.warning("outbox relay: Redis unreachable or refusing (%s); %d event(s) waiting; retry in %.2f s",
                         type(exc).__name__, outbox_backlog(conn), backoff)
             await asyncio.sleep(backoff)

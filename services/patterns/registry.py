@@ -27,10 +27,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.core import keys
-from services.core.redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 
 from .envelope import Event, EventType
 
@@ -133,7 +132,7 @@ async def heartbeat_forever(r: aioredis.Redis, instance: Instance, interval_s: f
         try:
             if await register_instance(r, instance, ttl_s):
                 log.info("registered %s at %s", instance.instance_id, instance.base_url)
-        except (*REDIS_DOWN, RedisError) as exc:  # down, or up and refusing the write (OOM under noeviction)
+        except REDIS_DOWN_OR_REFUSING as exc:  # down, or up and refusing the write (OOM under noeviction)
             log.warning("heartbeat of %s failed (%s); retrying in %.1f s", instance.instance_id,
                         type(exc).__name__, interval_s)
         await asyncio.sleep(interval_s)

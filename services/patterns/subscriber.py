@@ -14,9 +14,8 @@ import logging
 from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from services.core.redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN, REDIS_DOWN_OR_REFUSING
 
 from .envelope import Event
 
@@ -43,7 +42,7 @@ async def subscribe_forever(r: aioredis.Redis, channels: list[str], on_event: Ca
                     await on_event(Event.from_json(message["data"]))
                 except Exception:  # noqa: BLE001 - one bad message must not end the subscription
                     log.exception("subscriber: could not handle a message on %s", message.get("channel"))
-        except (*REDIS_DOWN, RedisError) as exc:
+        except REDIS_DOWN_OR_REFUSING as exc:
             log.warning("subscriber: Redis unreachable or refusing (%s); resubscribing in %.2f s",
                         type(exc).__name__, backoff)
             await asyncio.sleep(backoff)

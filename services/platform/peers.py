@@ -23,13 +23,12 @@ import time
 
 import httpx
 from fastapi import Request
-from redis.exceptions import RedisError
 
 from services.patterns import registry
 
 from .access import peer_identity_header
 from services.core.errors import LabError
-from services.core.redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 from services.core.settings import Settings
 
 log = logging.getLogger("lab.peers")
@@ -56,7 +55,7 @@ class PeerDirectory:
         try:
             instances = await asyncio.wait_for(registry.list_instances(self.redis, service),
                                                self.settings.redis_timeout_s)
-        except (*REDIS_DOWN, RedisError, asyncio.TimeoutError) as exc:
+        except REDIS_DOWN_OR_REFUSING as exc:
             log.warning("could not read the registry for %s (%s): using what was known", service,
                         type(exc).__name__)
             return []

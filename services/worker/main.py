@@ -13,10 +13,9 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
-from redis.exceptions import RedisError
 
 from services.core import keys
-from services.core.redis_client import REDIS_DOWN
+from services.core.redis_client import REDIS_DOWN, REDIS_DOWN_OR_REFUSING
 from services.patterns.envelope import Event, EventType
 from services.patterns.streams import ConsumerStats, consume_once, ensure_group, group_progress
 from services.platform.access import peer_identity_header
@@ -69,7 +68,7 @@ async def consume_forever(app: FastAPI) -> None:
                                    min_idle_ms=s.worker_reclaim_idle_ms, max_deliveries=s.worker_max_deliveries,
                                    stats=stats)
                 backoff = 0.05
-        except (*REDIS_DOWN, RedisError) as exc:  # down, or e.g. NOGROUP after a Redis that lost its data
+        except REDIS_DOWN_OR_REFUSING as exc:  # down, or e.g. NOGROUP after a Redis that lost its data
             log.warning("worker: Redis unreachable or refusing (%s: %s); retry in %.2f s", type(exc).__name__, exc,
                         backoff)
             await asyncio.sleep(backoff)

@@ -1,0 +1,80 @@
+"""The lab on a Redis Cluster (lesson 09): one private cluster-mode lab for this package, started once.
+
+The fixtures have the same names as ``tests/conftest.py``'s, so a test written for the one-server lab runs
+here unchanged against the cluster (``test_on_cluster.py`` imports a selection of them). About a minute:
+6 nodes, the services, a small seed, then the tests.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import labkit
+from labkit import cluster
+from labkit.auth import gateway_client, service_client
+from labkit.errors import PortBusyError
+from labkit.experiments.resilience import private_settings
+from labkit.seed import seed
+from services.core.settings import SERVICE_NAMES
+
+
+def _cluster_settings(run_dir):
+    return private_settings(run_dir).model_copy(
+        update={"redis_cluster": True, "redis_port": cluster.free_base_port(6)})
+
+
+@pytest.fixture(scope="package")
+def settings(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cluster-lab")
+    for attempt in range(3):
+        chosen = _cluster_settings(run_dir)
+        try:
+            labkit.start_all(chosen, timeout=120)
+            break
+        except PortBusyError:  # taken between our pick and its bind: pick again (start_all cleaned up)
+            if attempt == 2:
+                raise
+    try:
+        seed(chosen, customers=20, policies=40, claims=20)
+        yield chosen
+    finally:
+        labkit.stop_all(chosen)
+
+
+@pytest.fixture(scope="package")
+def lab(settings):
+    return labkit.status(settings)
+
+
+@pytest.fixture(scope="package")
+def redis_url(lab):
+    return lab.redis.url
+
+
+@pytest.fixture
+def r(lab):
+    """An admin client of the whole cluster: each command goes to the node that owns its key's slot."""
+    client = lab.redis.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="package")
+def api(settings):
+    with gateway_client(settings) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(settings):
+    with httpx.Client(base_url=settings.url_of("gateway"), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="package")
+def direct(settings):
+    clients = {name: service_client(settings, name) for name in SERVICE_NAMES}
+    yield clients
+    for client in clients.values():
+        client.close()
