@@ -24,9 +24,8 @@ def _cluster_settings(run_dir):
         update={"redis_cluster": True, "redis_port": cluster.free_base_port(6)})
 
 
-@pytest.fixture(scope="package")
-def settings(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("cluster-lab")
+def start_cluster_lab(run_dir):
+    """A seeded cluster-mode lab on fresh ports; the caller stops it (``labkit.stop_all(settings)``)."""
     for attempt in range(3):
         chosen = _cluster_settings(run_dir)
         try:
@@ -37,6 +36,16 @@ def settings(tmp_path_factory):
                 raise
     try:
         seed(chosen, customers=20, policies=40, claims=20)
+    except BaseException:
+        labkit.stop_all(chosen)
+        raise
+    return chosen
+
+
+@pytest.fixture(scope="package")
+def settings(tmp_path_factory):
+    chosen = start_cluster_lab(tmp_path_factory.mktemp("cluster-lab"))
+    try:
         yield chosen
     finally:
         labkit.stop_all(chosen)
