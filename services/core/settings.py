@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Events (lesson 02): the outbox relay, the claims worker's consumer group.
     outbox_batch: int = 100  # outbox rows published per round trip (pipelined)
     outbox_poll_s: float = 0.5  # the relay also wakes after every write; this is the fallback
+    # On a cluster (lesson 09): how many replicas must hold an event before the relay marks it sent (WAIT);
+    # 0 = mark it sent once the primary has it, and lose it if that primary dies before replicating.
+    outbox_replica_acks: int = Field(default=1, ge=0)
     events_dedupe_ttl_s: int = 7 * 24 * 3600  # how long "event id already published" is remembered
     events_stream_maxlen: int = 100_000  # topic streams are trimmed (approximately) to this many entries
     worker_group: str = "claims-worker"

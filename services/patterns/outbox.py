@@ -29,6 +29,7 @@ from services.core import keys
 from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 
 from .envelope import Event, utc_timestamp
+from .replicated import eval_replicated, is_cluster
 
 log = logging.getLogger("lab.outbox")
 
@@ -108,18 +109,23 @@ async def publish_event(r: aioredis.Redis, event: Event, topic: str, dedupe_ttl_
 
 
 async def relay_once(r: aioredis.Redis, conn: sqlite3.Connection, batch: int = 100, pipelined: bool = True,
-                     dedupe_ttl_s: int = 7 * 24 * 3600, maxlen: int = 100_000) -> int:
+                     dedupe_ttl_s: int = 7 * 24 * 3600, maxlen: int = 100_000, replicas: int = 0,
+                     replica_timeout_ms: int = 200) -> int:
     """Publish up to ``batch`` unsent outbox rows, then mark them sent. Returns how many.
 
     Pipelined: the whole batch is one round trip. One by one: a round trip per event (for comparison).
-    Raises a Redis connection error when Redis is down; the rows stay unsent.
+    Raises a Redis connection error when Redis is down; the rows stay unsent. On a cluster, ``replicas > 0``
+    marks a row sent only once that many replicas hold its event (``replicated.py``, lesson 09).
     """
     rows = unsent_rows(conn, batch)
     if not rows:
         return 0
     calls = [_publish_args(row["payload"], Event.from_json(row["payload"]).type, row["subject"], row["topic"],
                            dedupe_ttl_s, maxlen) for row in rows]
-    if pipelined:
+    if replicas and is_cluster(r):
+        await eval_replicated(r, PUBLISH_ONCE, [(call["keys"], call["args"]) for call in calls], replicas,
+                              replica_timeout_ms)
+    elif pipelined:
         # EVAL with the script's text, not EVALSHA: a cluster pipeline refuses EVALSHA (a node may not have
         # the script cached, and the client cannot reload it mid-pipeline); the server caches the compiled
         # script by its hash either way.
@@ -137,7 +143,7 @@ async def relay_once(r: aioredis.Redis, conn: sqlite3.Connection, batch: int = 1
 
 async def run_relay(r: aioredis.Redis, conn: sqlite3.Connection, wake: asyncio.Event, *, batch: int = 100,
                     poll_s: float = 0.5, dedupe_ttl_s: int = 7 * 24 * 3600, maxlen: int = 100_000,
-                    max_backoff_s: float = 2.0) -> None:
+                    max_backoff_s: float = 2.0, replicas: int = 0) -> None:
     """Forever: drain the outbox, then sleep until woken (a write happened) or ``poll_s`` passed.
 
     While Redis is down: wait with exponential backoff (50 ms doubling to ``max_backoff_s``) and try again.
@@ -146,7 +152,7 @@ async def run_relay(r: aioredis.Redis, conn: sqlite3.Connection, wake: asyncio.E
     while True:
         wake.clear()  # before reading the outbox: a write from now on wakes the next round
         try:
-            sent = await relay_once(r, conn, batch, True, dedupe_ttl_s, maxlen)
+            sent = await relay_once(r, conn, batch, True, dedupe_ttl_s, maxlen, replicas)
             backoff = 0.05
         except REDIS_DOWN_OR_REFUSING as exc:  # down, or refusing writes (OOM under noeviction, ...)
             log.warning("outbox relay: Redis unreachable or refusing (%s); %d event(s) waiting; retry in %.2f s",

@@ -37,7 +37,8 @@ def start_outbox_relay(topic: str):
         app.state.outbox_topic = topic
         _background(app, outbox.run_relay(app.state.redis, app.state.db.conn, app.state.outbox_wake,
                                           batch=s.outbox_batch, poll_s=s.outbox_poll_s,
-                                          dedupe_ttl_s=s.events_dedupe_ttl_s, maxlen=s.events_stream_maxlen),
+                                          dedupe_ttl_s=s.events_dedupe_ttl_s, maxlen=s.events_stream_maxlen,
+                                          replicas=s.outbox_replica_acks if s.redis_cluster else 0),
                     f"outbox-relay-{topic}")
     return hook
 
