@@ -34,15 +34,27 @@ class BackgroundTasks:
         """Cancel one task and wait for it to finish (a no-op if it was never started)."""
         task = self.running.pop(name, None)
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
 
     async def stop_all(self) -> None:
         """Cancel every task, newest first, and wait until all of them have finished."""
         tasks = list(reversed(self.running.values()))
         self.running.clear()
-        for task in tasks:
-            task.cancel()
-        for result in await asyncio.gather(*tasks, return_exceptions=True):
+        for result in await cancel_and_wait(tasks):
             if isinstance(result, Exception):
                 log.warning("a background task had failed: %r", result)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task], every_s: float = 0.5) -> list:
+    """Cancel the tasks and wait until each has finished; cancel again any still running every ``every_s``.
+
+    Once is not always enough: a client library can swallow a cancellation that lands at the wrong moment
+    (seen here: redis-py's ``PubSub.get_message(timeout=...)`` in the gateway's registry subscriber, which
+    then kept the process alive after SIGTERM). Returns each task's result or exception.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every_s)
+    return await asyncio.gather(*tasks, return_exceptions=True)
