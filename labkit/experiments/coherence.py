@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from services.core import keys
 from services.core.settings import Settings, get_settings
 from services.patterns import coherence
+from services.patterns.cache import Ttl
 from services.patterns.coherence import CachedEntity
 from services.patterns.near_cache import NearCache
 
@@ -66,7 +67,7 @@ def _redis_url(settings: Settings) -> str:
 async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: int, seconds: float,
                  write_interval_ms: float, load_ms: float, ttl_ms: int, seed: int) -> pd.DataFrame:
     run_id = uuid.uuid4().hex[:8]
-    kind, topic = f"coherence-{run_id}", f"coherence-lab-{run_id}"
+    kind = f"coherence-{run_id}"
     names = [f"K-{i:03d}" for i in range(n_keys)]
     entities = {name: CachedEntity(kind, name) for name in names}
     source = VersionedSource(names, load_ms)
@@ -80,11 +81,12 @@ async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: 
             for r in instance_redis:
                 subscribed = asyncio.Event()
                 background.append(asyncio.create_task(coherence.invalidate_on_events(
-                    r, [topic], lambda event: event.data["keys"], on_subscribed=subscribed.set)))
+                    r, from_source=f"lab/{run_id}", on_subscribed=subscribed.set)))
                 await asyncio.wait_for(subscribed.wait(), 5)
         if strategy == "near_cache":
             nears = [await NearCache(r, [keys.cache_prefix(kind)], max_age_s=5.0).start() for r in instance_redis]
         base_strategy = "delete_with_token" if strategy == "near_cache" else strategy
+        ttl = Ttl.fixed(ttl_ms / 1000)
         started = time.perf_counter()
         deadline = started + seconds
 
@@ -94,7 +96,7 @@ async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: 
                 raw, from_l1 = await nears[instance].get(entity.key)
                 if raw is not None:
                     return json.loads(raw), "l1" if from_l1 else "redis"
-            value, hit = await coherence.read(r, entity, lambda: source.load(name), ttl_ms, base_strategy)
+            value, hit = await coherence.read(r, entity, lambda: source.load(name), ttl, base_strategy)
             return value, "redis" if hit else "system of record"
 
         async def reader(number: int) -> None:
@@ -119,8 +121,8 @@ async def _mixed(url: str, strategy: str, n_keys: int, instances: int, readers: 
                 name = names[min(int(rng.paretovariate(1.2)) - 1, n_keys - 1)]
                 writes.append(name)
                 version = source.commit(name)  # the system of record commits first ...
-                await coherence.after_write(writer_redis, entities[name], base_strategy, ttl_ms=ttl_ms,
-                                            new_value={"id": name, "version": version}, topic=topic)
+                await coherence.after_write(writer_redis, entities[name], base_strategy, ttl=ttl,
+                                            new_value={"id": name, "version": version}, source=f"lab/{run_id}")
                 await asyncio.sleep(write_interval_ms / 1000)  # ... then the cache follows
 
         await asyncio.gather(writer(), *(reader(i) for i in range(readers)))
@@ -226,7 +228,8 @@ async def _stampede(url: str, protection: str, readers: int, ttl_ms: int, load_m
             return await coherence.single_flight_read(r, entity, load, ttl_ms, lock_ms=10 * int(load_ms) + 100)
         if protection == "xfetch":
             return await coherence.xfetch_read(r, entity.key, load, ttl_ms, beta=beta)
-        return await coherence.read(r, entity, load, ttl_ms, "ttl_only")
+        # unbounded like the two protections (a service bounds each call to LAB_CACHE_TIMEOUT_S)
+        return await coherence.read(r, entity, load, Ttl.fixed(ttl_ms / 1000), "ttl_only", timeout_s=None)
 
     try:
         await read_once()  # warm: the copy exists, then it expires ``expiries`` times under load

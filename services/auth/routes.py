@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.core.errors import LabError
 from services.patterns import login_guard, sessions
 from services.patterns.passwords import hash_password, verify_password
+from services.platform.state import RedisDep, SettingsDep
 
 from .edge import COOKIE, cookie_value
 from .users import find_user
@@ -86,33 +87,33 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict:
 
 
 @router.post("/logout", status_code=204)
-async def logout(request: Request) -> Response:
+async def logout(request: Request, redis: RedisDep) -> Response:
     session = await _current(request)
     if session is not None:
-        await sessions.destroy_session(request.app.state.redis, session.id, session.user_id)
+        await sessions.destroy_session(redis, session.id, session.user_id)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
 @router.get("/me")
-async def me(request: Request) -> dict:
+async def me(request: Request, settings: SettingsDep) -> dict:
     session = await _require_session(request)
-    return {"user": session.public(), "idle_timeout_s": request.app.state.settings.session_idle_s}
+    return {"user": session.public(), "idle_timeout_s": settings.session_idle_s}
 
 
 @router.get("/sessions")
-async def my_sessions(request: Request) -> dict:
+async def my_sessions(request: Request, redis: RedisDep) -> dict:
     """Every live session of the logged-in user, each named by the start of its digest (never its id: an id
     is a credential, and the gateway keeps only digests)."""
     current = await _require_session(request)
-    listed = await sessions.list_sessions(request.app.state.redis, current.user_id)
+    listed = await sessions.list_sessions(redis, current.user_id)
     return {"sessions": [{"id": s.digest[:8], "current": s.digest == current.digest, "created_at": s.created_at,
                           "last_seen": s.last_seen, "expires_at": s.expires_at} for s in listed]}
 
 
 @router.delete("/sessions")
-async def log_out_everywhere(request: Request) -> dict:
+async def log_out_everywhere(request: Request, redis: RedisDep) -> dict:
     current = await _require_session(request)
-    ended = await sessions.destroy_all_sessions(request.app.state.redis, current.user_id)
+    ended = await sessions.destroy_all_sessions(redis, current.user_id)
     return {"ended": ended}

@@ -1,13 +1,13 @@
 """The claims service (:3002): claims and their lifecycle; its writes' events reach Redis via the outbox."""
 
 from services.platform.app import ServiceSpec, create_app
-from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, stop_background_tasks
+from services.platform.events import WakeRelayAfterWrites, start_outbox_relay
 
 from .repository import SCHEMA, TOPIC
 from .routes import router
 
 SPEC = ServiceSpec(name="claims", routers=[router], schema=SCHEMA,
-                   on_startup=[start_outbox_relay(TOPIC)], on_shutdown=[stop_background_tasks],
+                   on_startup=[start_outbox_relay(TOPIC)],
                    middleware=[(WakeRelayAfterWrites, {})],
                    description="Claims (CLM-000001): submitted -> under_review -> approved | rejected -> paid.")
 

@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.core import keys
 from services.core.errors import LabError, VersionMismatch, not_found
 from services.core.ids import ID_PATTERN
 from services.core.models import CLAIM_TRANSITIONS, Claim, ClaimIn, ClaimStatus, ClaimStatusChange, Page
@@ -25,6 +24,7 @@ from services.platform.paging import PageDep
 from services.platform.path_ids import ClaimId
 from services.platform.peers import fetch_peer_entity
 from services.platform.service_cache import CacheDep
+from services.platform.state import DbDep, RedisDep
 
 from . import history
 from . import repository as repo
@@ -33,7 +33,8 @@ router = APIRouter(prefix="/claims", tags=["claims"], dependencies=[Depends(appl
 
 
 @router.post("", status_code=201, response_model=Claim)
-async def submit_claim(data: ClaimIn, request: Request, response: Response, who: Caller, cache: CacheDep):
+async def submit_claim(data: ClaimIn, request: Request, db: DbDep, response: Response, who: Caller,
+                       cache: CacheDep):
     who.require("customer", "agent")
     policy = await fetch_peer_entity(request, "policy", f"/policies/{data.policy_id}")
     if policy is None or not who.owns(policy["customer_id"]):  # someone else's policy looks like none at all
@@ -43,39 +44,38 @@ async def submit_claim(data: ClaimIn, request: Request, response: Response, who:
     if data.amount_cents > policy["coverage_cents"]:
         raise LabError(422, "over_coverage",
                        f"amount_cents exceeds the policy's coverage of {policy['coverage_cents']}", "amount_cents")
-    claim = repo.create_claim(request.app.state.db, data.policy_id, policy["customer_id"], data.amount_cents,
+    claim = repo.create_claim(db, data.policy_id, policy["customer_id"], data.amount_cents,
                               data.description, actor=who.sub, coverage_cents=policy["coverage_cents"])
-    await cache.invalidate("claim", claim["id"], parents=[claim["policy_id"], claim["customer_id"]],
-                           reason="claim.submitted", new_value=claim)
+    await cache.after_write("claim", claim["id"], parents=[claim["policy_id"], claim["customer_id"]],
+                            reason="claim.submitted", new_value=claim)
     return with_etag(response, claim)
 
 
 @router.get("", response_model=Page)
 async def list_claims(
-    request: Request, page: PageDep, who: Caller,
+    db: DbDep, page: PageDep, who: Caller,
     policy_id: Annotated[str | None, Query(pattern=ID_PATTERN["policy"])] = None,
     customer_id: Annotated[str | None, Query(pattern=ID_PATTERN["customer"])] = None,
     status: Annotated[ClaimStatus | None, Query()] = None,
 ):
     customer_id = who.own_customer_filter(customer_id)  # a customer lists only their own claims
-    items, total = await repo.list_claims(request.app.state.db, page.limit, page.offset,
+    items, total = await repo.list_claims(db, page.limit, page.offset,
                                           policy_id=policy_id, customer_id=customer_id, status=status)
     return {"items": items, "total": total, "limit": page.limit, "offset": page.offset}
 
 
 @router.get("/batch")
-async def get_claims_batch(request: Request, who: Caller, cache: CacheDep,
+async def get_claims_batch(db: DbDep, who: Caller, cache: CacheDep,
                            ids: Annotated[str, Query(description="comma-separated, up to 100")]):
     """Many claims in one round trip to Redis; invalid or unknown ids are reported per id."""
-    db = request.app.state.db
     return await read_batch(cache, "claim", ids, lambda i: repo.get_claim(db, i),
                             visible=lambda c: who.owns(c["customer_id"]))
 
 
 @router.get("/{claim_id}", response_model=Claim)
-async def get_claim(claim_id: ClaimId, request: Request, response: Response, who: Caller, cache: CacheDep):
-    claim = await cache.read(response, "claim", keys.cache_entity("claim", claim_id),
-                             lambda: repo.get_claim(request.app.state.db, claim_id), entity_id=claim_id)
+async def get_claim(claim_id: ClaimId, db: DbDep, response: Response, who: Caller, cache: CacheDep):
+    claim = await cache.read_entity(response, "claim", claim_id,
+                                    lambda: repo.get_claim(db, claim_id))
     if claim is None:
         raise not_found("claim", claim_id)
     who.ensure_sees(claim["customer_id"], "claim", claim_id)
@@ -83,12 +83,11 @@ async def get_claim(claim_id: ClaimId, request: Request, response: Response, who
 
 
 @router.post("/{claim_id}/status", response_model=Claim)
-async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, request: Request, response: Response,
+async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, db: DbDep, response: Response,
                               who: Caller, cache: CacheDep, if_match: IfMatch):
     """Move the claim one step of its lifecycle. Exactly one of two identical requests wins; the other gets
     409 (``already_in_status``, or ``concurrent_change`` if they overlapped), so no note is silently lost."""
     who.require("adjuster")
-    db = request.app.state.db
     claim = await repo.get_claim(db, claim_id)
     if claim is None:
         raise not_found("claim", claim_id)
@@ -107,24 +106,23 @@ async def change_claim_status(claim_id: ClaimId, change: ClaimStatusChange, requ
     if updated is None:
         raise LabError(409, "concurrent_change", f"claim {claim_id} changed while this request ran; retry",
                        "status")
-    await cache.invalidate("claim", claim_id, parents=[updated["policy_id"], updated["customer_id"]],
-                           reason="claim.status_changed", new_value=updated)
+    await cache.after_write("claim", claim_id, parents=[updated["policy_id"], updated["customer_id"]],
+                            reason="claim.status_changed", new_value=updated)
     return with_etag(response, updated)
 
 
 @router.get("/{claim_id}/history")
-async def claim_history(claim_id: ClaimId, request: Request, who: Caller):
+async def claim_history(claim_id: ClaimId, db: DbDep, redis: RedisDep, who: Caller):
     """The claim's audit trail from its event stream (who, what, when), and its state replayed from it.
 
     When Redis cannot answer, the same events come from the claims service's own outbox table.
     """
-    db = request.app.state.db
     claim = await repo.get_claim(db, claim_id)
     if claim is None:
         raise not_found("claim", claim_id)
     who.ensure_sees(claim["customer_id"], "claim", claim_id)
     try:
-        events, source = await history.claim_events(request.app.state.redis, claim_id), "redis stream"
+        events, source = await history.claim_events(redis, claim_id), "redis stream"
     except REDIS_DOWN:
         events, source = events_of_subject(db.conn, claim_id), "outbox (Redis unreachable)"
     return {"claim_id": claim_id, "source": source, "events": history.timeline(events),

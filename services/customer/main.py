@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from services.patterns.envelope import Event, EventType
 from services.platform.app import ServiceSpec, create_app
-from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber, stop_background_tasks
+from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber
 
 from . import repository as repo
 from .repository import SCHEMA, TOPIC
@@ -31,7 +31,7 @@ async def notify_customer(app: FastAPI, event: Event) -> None:
 
 SPEC = ServiceSpec(name="customer", routers=[router], schema=SCHEMA,
                    on_startup=[start_outbox_relay(TOPIC), start_subscriber(["claims"], notify_customer)],
-                   on_shutdown=[stop_background_tasks], middleware=[(WakeRelayAfterWrites, {})],
+                   middleware=[(WakeRelayAfterWrites, {})],
                    description="Customers (CUS-000001): name, email, date of birth, risk tier.")
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import Counter
-
 import aiohttp
 from fastapi import FastAPI
 
@@ -17,8 +14,9 @@ from services.patterns.subscriber import subscribe_forever
 from services.platform.app import ServiceSpec, create_app
 
 from .proxy import ProxyMiddleware
-from .routes import router, services_health
 from .response_cache import ENTITY_ID, INVALIDATING_CHANNELS, ResponseCache
+from .routes import router, services_health
+from .state import GatewayState
 from .upstreams import RegistryUpstreams, StaticUpstreams
 
 
@@ -36,18 +34,14 @@ async def open_upstreams(app: FastAPI) -> None:
         app.state.upstreams = StaticUpstreams(settings)
     else:
         app.state.upstreams = RegistryUpstreams(settings, app.state.redis, app.state.upstream_session)
-    await app.state.upstreams.start()
+    await app.state.upstreams.start(app.state.tasks)
     app.state.rate_limiter = (SlidingWindowLimiter(app.state.redis, settings.rate_limit_requests,
                                                    settings.rate_limit_window_s)
                               if settings.rate_limit_requests > 0 else None)
     app.state.response_cache = ResponseCache(settings.gateway_cache_ttl_s)
-    # What this gateway turned away since it started (GET /services shows them; the dashboard watches):
-    # rate_limited (429 from the limiter), logins_locked_out (429 from the login guard), logins_failed (401).
-    app.state.refusals = Counter(rate_limited=0, logins_locked_out=0, logins_failed=0)
-    app.state.cache_invalidation = asyncio.create_task(subscribe_forever(
+    app.state.tasks.start("gateway-cache-invalidation", subscribe_forever(
         app.state.redis, [keys.channel(name) for name in INVALIDATING_CHANNELS],
-        lambda event: drop_cached_answers(app, event), on_subscribed=app.state.response_cache.empty_after_resubscribe),
-        name="gateway-cache-invalidation")
+        lambda event: drop_cached_answers(app, event), on_subscribed=app.state.response_cache.empty_after_resubscribe))
     app.state.health_extra = services_health
     app.state.user_db = open_user_store(settings.database_path("gateway-users"))
 
@@ -67,16 +61,14 @@ async def drop_cached_answers(app: FastAPI, event: Event) -> None:
 
 
 async def close_upstreams(app: FastAPI) -> None:
-    app.state.cache_invalidation.cancel()
-    await asyncio.gather(app.state.cache_invalidation, return_exceptions=True)
-    await app.state.upstreams.stop()
+    """After the lifespan stopped every background task (the watchers and the answer-cache subscriber)."""
     await app.state.upstream_session.close()
     app.state.user_db.close()
 
 
 SPEC = ServiceSpec(
     name="gateway", routers=[router, auth_router], front=[(ProxyMiddleware, {})],
-    on_startup=[open_upstreams], on_shutdown=[close_upstreams],
+    on_startup=[open_upstreams], on_shutdown=[close_upstreams], state=GatewayState,
     description="Routes /api/customers, /api/policies and /api/claims to their services.",
 )
 

@@ -41,6 +41,7 @@ from services.patterns.envelope import Event, EventType
 from services.patterns.loadbalance import make_balancer
 from services.patterns.subscriber import subscribe_forever
 from services.platform.health import REDIS_CHECK_BUDGET_S
+from services.platform.tasks import BackgroundTasks
 
 log = logging.getLogger("lab.gateway.upstreams")
 
@@ -133,11 +134,8 @@ class Upstreams:
                           "instances": [u.describe() for u in sorted(found.values(), key=lambda u: u.instance_id)]}
                 for service, found in self.instances.items() if found or service in self.balancers}
 
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
+    async def start(self, tasks: BackgroundTasks) -> None:
+        """Begin keeping the view current; any task it needs runs on the app's ``tasks``."""
 
 
 class StaticUpstreams(Upstreams):
@@ -157,7 +155,6 @@ class RegistryUpstreams(Upstreams):
     def __init__(self, settings: Settings, redis: aioredis.Redis, session: aiohttp.ClientSession):
         super().__init__(settings)
         self.redis, self.session = redis, session
-        self.tasks: list[asyncio.Task] = []
         self.last_sync: float | None = None
 
     def add(self, found: registry.Instance) -> None:
@@ -223,19 +220,11 @@ class RegistryUpstreams(Upstreams):
             await asyncio.gather(*(self._probe(u) for u in routed))
             await asyncio.sleep(self.settings.gateway_probe_s)
 
-    async def start(self) -> None:
+    async def start(self, tasks: BackgroundTasks) -> None:
         try:
             await self.sync()
         except REDIS_DOWN as exc:  # the sync loop keeps trying; the gateway starts anyway
             log.warning("registry not readable at start (%s)", type(exc).__name__)
-        self.tasks = [
-            asyncio.create_task(subscribe_forever(self.redis, [keys.registry_channel()], self.on_event),
-                                name="registry-events"),
-            asyncio.create_task(self._sync_forever(), name="registry-sync"),
-            asyncio.create_task(self._probe_forever(), name="health-probes"),
-        ]
-
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        tasks.start("registry-events", subscribe_forever(self.redis, [keys.registry_channel()], self.on_event))
+        tasks.start("registry-sync", self._sync_forever())
+        tasks.start("health-probes", self._probe_forever())

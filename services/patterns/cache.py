@@ -114,7 +114,8 @@ def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-async def _bounded(awaitable, timeout_s: float | None):
+async def bounded(awaitable, timeout_s: float | None):
+    """Await a Redis call for at most ``timeout_s`` (None = as long as it takes): slower counts as down."""
     if timeout_s is None:
         return await awaitable
     async with asyncio.timeout(timeout_s):
@@ -123,68 +124,61 @@ async def _bounded(awaitable, timeout_s: float | None):
 
 Tags = Iterable[str] | Callable[[Any], Iterable[str]]
 
-# KEYS[1] copy, KEYS[2] generation; ARGV[1] the generation the reader saw ("" = none), ARGV[2] value,
-# ARGV[3] TTL ms. SET only if no write bumped the generation since the reader looked. 1 = filled.
-# (Lesson 06: this closes the stale-set race of delete-on-write.)
-FILL_IF_GENERATION = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
-
-#: A generation counter must outlive every copy filled under it (a day is far longer than any TTL here).
-GENERATION_TTL_MS = 24 * 3600 * 1000
-
 
 async def cache_aside_get(r: Redis, key: str, load: Callable[[], Awaitable[Any]], ttl: Ttl, *,
                           tags: Tags = (), stats: CacheStats | None = None, kind: str = "value",
-                          timeout_s: float | None = 0.25, generation_key: str | None = None) -> tuple[Any, bool]:
+                          timeout_s: float | None = 0.25) -> tuple[Any, bool]:
     """``(value, hit)``: the cached copy, or ``load()``'s result stored for next time.
 
     ``tags`` are the entity ids the value was built from (or a function of the loaded value giving them);
     the key joins each one's tag set. ``load()`` returning None means "does not exist" and is cached for
-    ``ttl.negative_s``. ``timeout_s`` bounds each Redis call: slower counts as a miss.
-
-    With ``generation_key`` (lesson 06's *delete with token*), the entity's write counter is read in the same
-    round trip, and a miss fills the copy only if no write bumped the counter meanwhile — a slow reader can
-    no longer put an old row back after a write deleted it.
+    ``ttl.negative_s``. ``timeout_s`` bounds each Redis call: slower, or Redis down, counts as a miss.
     """
     stats = stats or CacheStats()
-    seen_generation = None
     try:
-        if generation_key is None:
-            read = r.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else r.get(key)
-            cached = await _bounded(read, timeout_s)
-        else:
-            pipe = r.pipeline(transaction=False)
-            pipe.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else pipe.get(key)
-            pipe.get(generation_key)
-            cached, seen_generation = await _bounded(pipe.execute(), timeout_s)
+        cached = await bounded(read_command(r, key, ttl), timeout_s)
     except REDIS_DOWN_OR_REFUSING as exc:
-        log.warning("cache read of %s failed (%r): reading the system of record", key, exc)
-        stats.redis_failures[kind] += 1
+        count_failure(stats, kind, f"read of {key}", exc)
         cached = None
-    else:
-        if cached is not None:
-            value = json.loads(cached)
-            stats.hits[kind] += 1
-            if value is None:
-                stats.negative_hits[kind] += 1
-                if ttl.strategy == "sliding":  # GETEX slid it to a full TTL: "does not exist" must stay brief
-                    await store(r, key, None, ttl, stats=stats, kind=kind, timeout_s=timeout_s)
-            return value, True
+    if cached is not None:
+        return await served_from_copy(r, key, cached, ttl, stats, kind, timeout_s), True
+    value = await load_from_record(load, stats, kind)
+    if value is not None or ttl.negative_s > 0:  # "does not exist" is cached too, unless switched off
+        tag_ids = (tags(value) if value is not None else ()) if callable(tags) else tags
+        await store(r, key, value, ttl, tags=tag_ids, stats=stats, kind=kind, timeout_s=timeout_s)
+    return value, False
+
+
+def read_command(client, key: str, ttl: Ttl):
+    """GET the copy — or, under ``sliding``, GETEX it, which also resets its TTL (on a client or a pipeline)."""
+    return client.getex(key, px=ttl.for_value(True)) if ttl.strategy == "sliding" else client.get(key)
+
+
+async def served_from_copy(r: Redis, key: str, cached: str, ttl: Ttl, stats: CacheStats, kind: str,
+                           timeout_s: float | None) -> Any:
+    """A hit, counted. A cached "does not exist" that GETEX slid to a full TTL is put back to its short one."""
+    value = json.loads(cached)
+    stats.hits[kind] += 1
+    if value is None:
+        stats.negative_hits[kind] += 1
+        if ttl.strategy == "sliding":
+            await store(r, key, None, ttl, stats=stats, kind=kind, timeout_s=timeout_s)
+    return value
+
+
+async def load_from_record(load: Callable[[], Awaitable[Any]], stats: CacheStats, kind: str) -> Any:
+    """A miss: ask the system of record, counted."""
     stats.misses[kind] += 1
     value = await load()
     stats.sor_loads[kind] += 1
-    if ttl.negative_s <= 0 and value is None:
-        return value, False
-    tag_ids = (tags(value) if value is not None else ()) if callable(tags) else tags
-    if generation_key is not None:
-        await store_if_generation(r, key, value, ttl, generation_key, seen_generation, tags=tag_ids, stats=stats,
-                                  kind=kind, timeout_s=timeout_s)
-    else:
-        await store(r, key, value, ttl, tags=tag_ids, stats=stats, kind=kind, timeout_s=timeout_s)
-    return value, False
+    return value
+
+
+def count_failure(stats: CacheStats | None, kind: str, what: str, exc: BaseException) -> None:
+    """Fail open: Redis did not answer; log it, count it, and let the caller carry on without the cache."""
+    log.warning("cache %s failed (%r): carrying on without the cache", what, exc)
+    if stats is not None:
+        stats.redis_failures[kind] += 1
 
 
 async def store(r: Redis, key: str, value: Any, ttl: Ttl, *, tags: Iterable[str] = (),
@@ -193,31 +187,9 @@ async def store(r: Redis, key: str, value: Any, ttl: Ttl, *, tags: Iterable[str]
     pipe = r.pipeline(transaction=False)
     add_store_commands(pipe, key, value, ttl, tags)
     try:
-        await _bounded(pipe.execute(), timeout_s)
+        await bounded(pipe.execute(), timeout_s)
     except REDIS_DOWN_OR_REFUSING as exc:
-        log.warning("cache write of %s failed (%r): the next read loads it again", key, exc)
-        if stats:
-            stats.redis_failures[kind] += 1
-
-
-async def store_if_generation(r: Redis, key: str, value: Any, ttl: Ttl, generation_key: str,
-                              seen_generation: str | None, *, tags: Iterable[str] = (),
-                              stats: CacheStats | None = None, kind: str = "value",
-                              timeout_s: float | None = 0.25) -> bool:
-    """Fill the copy only if ``generation_key`` still holds ``seen_generation`` (one Lua script), then tag it."""
-    try:
-        stored = await _bounded(r.eval(FILL_IF_GENERATION, 2, key, generation_key, seen_generation or "",
-                                       to_json(value), ttl.for_value(value)), timeout_s)
-        if stored and tags:
-            pipe = r.pipeline(transaction=False)
-            add_tag_commands(pipe, key, ttl.for_value(value), tags)
-            await _bounded(pipe.execute(), timeout_s)
-    except REDIS_DOWN_OR_REFUSING as exc:
-        log.warning("cache write of %s failed (%r): the next read loads it again", key, exc)
-        if stats:
-            stats.redis_failures[kind] += 1
-        return False
-    return bool(stored)
+        count_failure(stats, kind, f"write of {key}", exc)
 
 
 def add_store_commands(pipe, key: str, value: Any, ttl: Ttl, tags: Iterable[str] = ()) -> None:
@@ -246,10 +218,9 @@ async def cache_aside_get_many(r: Redis, key_of: Callable[[str], str], ids: list
     for entity_id in ids:
         reads.get(key_of(entity_id))
     try:
-        cached = await _bounded(reads.execute(), timeout_s)
+        cached = await bounded(reads.execute(), timeout_s)
     except REDIS_DOWN_OR_REFUSING as exc:
-        log.warning("cache batch read failed (%r): reading the system of record", exc)
-        stats.redis_failures[kind] += 1
+        count_failure(stats, kind, "batch read", exc)
         cached = [None] * len(ids)
     found = {i: (json.loads(text), True) for i, text in zip(ids, cached) if text is not None}
     stats.hits[kind] += len(found)
@@ -266,21 +237,21 @@ async def cache_aside_get_many(r: Redis, key_of: Callable[[str], str], ids: list
                 continue
             add_store_commands(pipe, key_of(entity_id), value, ttl)
         try:
-            await _bounded(pipe.execute(), timeout_s)
+            await bounded(pipe.execute(), timeout_s)
         except REDIS_DOWN_OR_REFUSING as exc:
-            log.warning("cache pipeline write failed (%r)", exc)
-            stats.redis_failures[kind] += 1
+            count_failure(stats, kind, "batch write", exc)
     return {i: found[i] for i in ids}
 
 
 async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: Iterable[str] = (), *,
-                     stats: CacheStats | None = None, kind: str = "value", timeout_s: float | None = 0.25,
-                     generations: Iterable[str] = ()) -> list[str] | None:
+                     stats: CacheStats | None = None, kind: str = "value",
+                     timeout_s: float | None = 0.25) -> list[str] | None:
     """Delete ``cached_keys`` and every key in the tag sets of ``dependents_of``. Returns the keys deleted.
 
     Two round trips: read the tag sets, then UNLINK each key and SREM exactly the members read (not DEL the
-    set: a dependent added in between stays listed). ``generations`` are INCRed first (lesson 06's token). Best effort — None when Redis did not answer; the
-    copies then expire with their TTL.
+    set: a dependent added in between stays listed). Best effort — None when Redis did not answer; the
+    copies then expire with their TTL. (What a write does to the entity's own copy under each coherence
+    strategy is lesson 06's ``coherence.after_write``, which calls this for the dependents.)
     """
     cached_keys, tag_keys = list(cached_keys), [keys.cache_tags(e) for e in dependents_of]
     try:
@@ -289,22 +260,17 @@ async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: I
             pipe = r.pipeline(transaction=False)
             for tag_key in tag_keys:
                 pipe.smembers(tag_key)
-            members = await _bounded(pipe.execute(), timeout_s)
+            members = await bounded(pipe.execute(), timeout_s)
         doomed = list(dict.fromkeys([*cached_keys, *(k for group in members for k in sorted(group))]))
         pipe = r.pipeline(transaction=False)
-        for generation_key in generations:  # first: a reader that loaded before this write may not fill
-            pipe.incr(generation_key)
-            pipe.pexpire(generation_key, GENERATION_TTL_MS)
         for key in doomed:
             pipe.execute_command("UNLINK", key)  # (a cluster pipeline's unlink() is a coroutine: never queued)
         for tag_key, group in zip(tag_keys, members):
             if group:
                 pipe.srem(tag_key, *group)
-        await _bounded(pipe.execute(), timeout_s)
+        await bounded(pipe.execute(), timeout_s)
     except REDIS_DOWN_OR_REFUSING as exc:
-        log.warning("cache invalidation failed (%r): the copies expire with their TTL", exc)
-        if stats:
-            stats.redis_failures[kind] += 1
+        count_failure(stats, kind, "invalidation", exc)  # the copies expire with their TTL
         return None
     if stats:
         stats.invalidations[kind] += 1

@@ -1,14 +1,18 @@
 """Cache coherence: how a cached copy follows the system of record, and how the reload stays cheap.
 
 Lesson 01 caches with cache-aside and deletes on write. Lesson 06 compares the ways a copy can follow a
-write, then fixes the two classic failures:
+write, then fixes the two classic failures. ``read`` and ``after_write`` are what the services run for one
+entity (``services/platform/service_cache.py`` passes the lab's ``LAB_CACHE_COHERENCE``); everything lesson
+01 added — fail-open, TTL strategies, negative caching, tags — comes with them from ``cache.py``.
 
 * **Strategies** (what a write does to the copy; what a read does on a miss) — ``COHERENCE_STRATEGIES``:
   ``ttl_only`` (nothing: the copy is wrong until it expires), ``delete_on_write`` (lesson 01),
   ``delete_with_token`` (the same, with the stale-set race closed, below), ``write_through`` (the writer
   SETs the new value), ``versioned_keys`` (the writer bumps a version; readers read ``key:v<version>``, old
-  copies are simply never read again) and ``event_driven`` (the writer only announces the change on the
-  lesson-02 channel ``lab:events:<topic>``; every service holding a copy deletes it when the event arrives).
+  copies are simply never read again) and ``event_driven`` (the writer only announces the change on
+  ``lab:events:invalidations``; every instance holding a copy deletes it when the event arrives). Every
+  strategy but ``ttl_only`` also deletes what was built from the entity and its parents (lists, overviews)
+  and announces the change on that same channel.
 * **The stale-set race** of delete-on-write: a read misses and loads the *old* row; a write commits and
   deletes the copy; the slow reader then SETs the old value back — wrong until the TTL. Closed with a
   *generation token*: the writer bumps ``lab:cache-gen:…`` and deletes the copy in one transaction; the
@@ -28,24 +32,43 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import random
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
 
 from services.core import keys
+from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 from services.core.vocabulary import COHERENCE_STRATEGIES
 
-from .cache import FILL_IF_GENERATION, GENERATION_TTL_MS, to_json
+from .cache import (CacheStats, Tags, Ttl, add_tag_commands, bounded, cache_aside_get, count_failure, invalidate,
+                    load_from_record, read_command, served_from_copy, to_json)
 from .envelope import Event, EventType
 from .subscriber import subscribe_forever
 
+log = logging.getLogger("lab.coherence")
 
 Loader = Callable[[], Awaitable[Any]]
+
+#: The one channel a change is announced on (``cache.invalidated``): every holder of a copy listens here —
+#: the services' ``event_driven`` subscribers, the gateway's answer cache, the dashboard.
+INVALIDATIONS_CHANNEL = keys.channel("invalidations")
+
+#: A generation counter must outlive every copy filled under it (a day is far longer than any TTL here).
+GENERATION_TTL_MS = 24 * 3600 * 1000
+
+# KEYS[1] copy, KEYS[2] generation; ARGV[1] the generation the reader saw ("" = none), ARGV[2] value,
+# ARGV[3] TTL ms. SET only if no write bumped the generation since the reader looked. 1 = filled.
+FILL_IF_GENERATION = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -79,74 +102,126 @@ return 0
 """
 
 
-# ---------------------------------------------------------------------------------------------- reads
-
-async def read(r: Redis, entity: CachedEntity, load: Loader, ttl_ms: int, strategy: str) -> tuple[Any, bool]:
-    """``(value, hit)`` under one strategy. Every strategy but two reads like lesson 01's cache-aside."""
-    if strategy == "delete_with_token":
-        return await read_with_token(r, entity, load, ttl_ms)
-    if strategy == "versioned_keys":
-        return await read_versioned(r, entity, load, ttl_ms)
+def check_strategy(strategy: str) -> None:
     if strategy not in COHERENCE_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(COHERENCE_STRATEGIES)}")
-    cached = await r.get(entity.key)
-    if cached is not None:
-        return json.loads(cached), True
-    value = await load()
-    await r.set(entity.key, to_json(value), px=ttl_ms)  # unguarded: this SET is the stale-set race
-    return value, False
 
 
-async def read_with_token(r: Redis, entity: CachedEntity, load: Loader, ttl_ms: int) -> tuple[Any, bool]:
+# ---------------------------------------------------------------------------------------------- reads
+
+async def read(r: Redis, entity: CachedEntity, load: Loader, ttl: Ttl, strategy: str, *, tags: Tags = (),
+               stats: CacheStats | None = None, timeout_s: float | None = 0.25) -> tuple[Any, bool]:
+    """``(value, hit)`` under one strategy. Every strategy but two reads like lesson 01's cache-aside.
+
+    What the services run for one entity by id (``ServiceCache.read_entity``): fail-open, TTL strategy, negative
+    caching and tags come from lesson 01; the strategy decides only how the fill is guarded.
+    """
+    check_strategy(strategy)
+    if strategy == "delete_with_token":
+        return await read_with_token(r, entity, load, ttl, tags=tags, stats=stats, timeout_s=timeout_s)
+    if strategy == "versioned_keys":
+        return await read_versioned(r, entity, load, ttl, tags=tags, stats=stats, timeout_s=timeout_s)
+    # unguarded: cache_aside_get's SET after a miss is the stale-set race
+    return await cache_aside_get(r, entity.key, load, ttl, tags=tags, stats=stats, kind=entity.kind,
+                                 timeout_s=timeout_s)
+
+
+async def read_with_token(r: Redis, entity: CachedEntity, load: Loader, ttl: Ttl, *, tags: Tags = (),
+                          stats: CacheStats | None = None, timeout_s: float | None = 0.25) -> tuple[Any, bool]:
     """Cache-aside whose fill is refused if a write happened while this reader was loading."""
-    async with r.pipeline(transaction=False) as pipe:  # one round trip: the copy and the generation
-        cached, generation = await pipe.get(entity.key).get(entity.generation).execute()
+    stats = stats or CacheStats()
+    try:
+        async with r.pipeline(transaction=False) as pipe:  # one round trip: the copy and the generation
+            read_command(pipe, entity.key, ttl).get(entity.generation)
+            cached, generation = await bounded(pipe.execute(), timeout_s)
+    except REDIS_DOWN_OR_REFUSING as exc:  # fail open: read the system of record, and do not fill
+        count_failure(stats, entity.kind, f"read of {entity.key}", exc)
+        return await load_from_record(load, stats, entity.kind), False
     if cached is not None:
-        return json.loads(cached), True
-    value = await load()
-    await fill_if_generation(r, entity, value, generation, ttl_ms)
+        return await served_from_copy(r, entity.key, cached, ttl, stats, entity.kind, timeout_s), True
+    value = await load_from_record(load, stats, entity.kind)
+    if value is not None or ttl.negative_s > 0:
+        tag_ids = (tags(value) if value is not None else ()) if callable(tags) else tags
+        await fill_if_generation(r, entity, value, generation, ttl, tags=tag_ids, stats=stats,
+                                 timeout_s=timeout_s)
     return value, False
 
 
-async def fill_if_generation(r: Redis, entity: CachedEntity, value: Any, generation: str | None,
-                             ttl_ms: int) -> bool:
-    """Store ``value`` only if the entity's generation is still ``generation``. True = stored."""
-    stored = await r.eval(FILL_IF_GENERATION, 2, entity.key, entity.generation,
-                          generation or "", to_json(value), ttl_ms)
+async def fill_if_generation(r: Redis, entity: CachedEntity, value: Any, generation: str | None, ttl: Ttl, *,
+                             tags: Iterable[str] = (), stats: CacheStats | None = None,
+                             timeout_s: float | None = 0.25) -> bool:
+    """Store ``value`` only if the entity's generation is still ``generation``, then tag it. True = stored."""
+    ttl_ms = ttl.for_value(value)
+    try:
+        stored = await bounded(r.eval(FILL_IF_GENERATION, 2, entity.key, entity.generation,
+                                      generation or "", to_json(value), ttl_ms), timeout_s)
+        if stored and tags:
+            pipe = r.pipeline(transaction=False)
+            add_tag_commands(pipe, entity.key, ttl_ms, tags)
+            await bounded(pipe.execute(), timeout_s)
+    except REDIS_DOWN_OR_REFUSING as exc:  # the next read loads it again
+        count_failure(stats, entity.kind, f"write of {entity.key}", exc)
+        return False
     return bool(stored)
 
 
-async def read_versioned(r: Redis, entity: CachedEntity, load: Loader, ttl_ms: int) -> tuple[Any, bool]:
+async def read_versioned(r: Redis, entity: CachedEntity, load: Loader, ttl: Ttl, *, tags: Tags = (),
+                         stats: CacheStats | None = None, timeout_s: float | None = 0.25) -> tuple[Any, bool]:
     """Read the current version number, then that version's copy: two round trips, no race to close.
 
-    A slow reader that fills an old version's key fills a key nobody reads any more.
+    A slow reader that fills an old version's key fills a key nobody reads any more. If the version cannot
+    be read (Redis down), the read goes to the system of record rather than guess one.
     """
-    version = await r.get(entity.generation) or "0"
-    cached = await r.get(entity.version(version))
-    if cached is not None:
-        return json.loads(cached), True
-    value = await load()
-    await r.set(entity.version(version), to_json(value), px=ttl_ms)
-    return value, False
+    stats = stats or CacheStats()
+    try:
+        version = await bounded(r.get(entity.generation), timeout_s) or "0"
+    except REDIS_DOWN_OR_REFUSING as exc:
+        count_failure(stats, entity.kind, f"read of {entity.generation}", exc)
+        return await load_from_record(load, stats, entity.kind), False
+    return await cache_aside_get(r, entity.version(version), load, ttl, tags=tags, stats=stats,
+                                 kind=entity.kind, timeout_s=timeout_s)
 
 
 # --------------------------------------------------------------------------------------------- writes
 
 async def after_write(r: Redis, entity: CachedEntity, strategy: str, *, new_value: Any = None,
-                      ttl_ms: int = 60_000, topic: str | None = None, source: str = "lab") -> None:
-    """What a writer does to the cache once the system of record has committed."""
-    if strategy == "ttl_only":
+                      ttl: Ttl = Ttl.fixed(60), parents: Iterable[str] = (), source: str = "lab",
+                      reason: str = "", stats: CacheStats | None = None, timeout_s: float | None = 0.25) -> None:
+    """What a writer does to the cache once the system of record has committed, then announces it.
+
+    ``parents`` are the entities the written one belongs to (a claim's policy and customer): their lists and
+    overviews (tag sets) are deleted too. ``new_value`` is the committed row (None once deleted), for
+    ``write_through``. Best effort: Redis down means the copies expire with their TTL.
+    """
+    check_strategy(strategy)
+    if strategy == "ttl_only":  # the comparison baseline: copies live until their TTL
         return
-    if strategy == "delete_on_write":
-        await r.delete(entity.key)
-    elif strategy in ("delete_with_token", "versioned_keys"):
-        await bump_generation(r, entity, delete_copy=strategy == "delete_with_token")
-    elif strategy == "write_through":
-        await r.set(entity.key, to_json(new_value), px=ttl_ms)
-    elif strategy == "event_driven":
-        await announce_change(r, topic or entity.kind, entity, source)
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(COHERENCE_STRATEGIES)}")
+    deleted: list[str] = []  # event_driven: the writer only announces; every holder deletes on arrival
+    if strategy != "event_driven":
+        deleted = await make_copies_follow(r, entity, strategy, new_value, ttl, parents, stats, timeout_s)
+        if deleted is None:
+            return
+    await announce_change(r, entity, source, strategy=strategy, parents=parents, deleted=deleted, reason=reason)
+
+
+async def make_copies_follow(r: Redis, entity: CachedEntity, strategy: str, new_value: Any, ttl: Ttl,
+                             parents: Iterable[str], stats: CacheStats | None,
+                             timeout_s: float | None) -> list[str] | None:
+    """The writer's own share: the entity's copy and generation, then its dependents. The keys deleted."""
+    try:
+        if strategy in ("delete_with_token", "versioned_keys"):
+            await bounded(bump_generation(r, entity, delete_copy=strategy == "delete_with_token"), timeout_s)
+        elif strategy == "write_through" and new_value is not None:
+            await bounded(r.set(entity.key, to_json(new_value), px=ttl.for_value(new_value)), timeout_s)
+    except REDIS_DOWN_OR_REFUSING as exc:
+        count_failure(stats, entity.kind, f"invalidation of {entity.key}", exc)
+        return None
+    own = [entity.key] if strategy == "delete_on_write" or (strategy == "write_through" and new_value is None) else []
+    dependents = await invalidate(r, own, dependents_of=[entity.entity_id, *parents], stats=stats,
+                                  kind=entity.kind, timeout_s=timeout_s)
+    if dependents is None:
+        return None
+    return [entity.key, *dependents] if strategy == "delete_with_token" else dependents
 
 
 async def bump_generation(r: Redis, entity: CachedEntity, delete_copy: bool = True) -> int:
@@ -159,29 +234,40 @@ async def bump_generation(r: Redis, entity: CachedEntity, delete_copy: bool = Tr
     return generation
 
 
-async def announce_change(r: Redis, topic: str, entity: CachedEntity, source: str = "lab") -> None:
-    """Publish ``cache.invalidated`` for the entity on ``lab:events:<topic>`` (the lesson-02 channel).
+async def announce_change(r: Redis, entity: CachedEntity, source: str = "lab", *, strategy: str = "event_driven",
+                          parents: Iterable[str] = (), deleted: Iterable[str] = (), reason: str = "") -> None:
+    """Publish ``cache.invalidated`` for the entity on ``lab:events:invalidations`` (best effort).
 
-    In a service the outbox relay publishes the domain event itself; this is the same message, sent
-    directly, for experiments.
+    ``deleted`` lists what the writer deleted itself (nothing under ``event_driven``); ``parents`` lets a
+    listener drop what was built from them too.
     """
     event = Event(type=EventType.CACHE_INVALIDATED, source=source, subject=entity.entity_id,
-                  data={"kind": entity.kind, "keys": [entity.key]})
-    await r.publish(keys.channel(topic), event.to_json())
+                  data={"kind": entity.kind, "strategy": strategy, "reason": reason, "parents": list(parents),
+                        "keys": list(deleted)})
+    try:
+        await r.publish(INVALIDATIONS_CHANNEL, event.to_json())
+    except REDIS_DOWN_OR_REFUSING as exc:
+        log.warning("could not announce the change of %s (%r)", entity.entity_id, exc)
 
 
-async def invalidate_on_events(r: Redis, topics: list[str], keys_of: Callable[[Event], list[str]], *,
+async def invalidate_on_events(r: Redis, *, from_source: str = "", stats: CacheStats | None = None,
+                               timeout_s: float | None = 0.25,
                                on_subscribed: Callable[[], None] | None = None) -> None:
-    """Forever: delete ``keys_of(event)`` for every event on the topics' channels (resubscribes on restart).
+    """Forever: for every ``event_driven`` change announced (by a source starting with ``from_source``),
+    delete the entity's copy and its dependents' (resubscribes after a restart of Redis).
 
-    Each service that holds copies of another service's data runs one; a copy is then wrong only for the
-    time the event takes to arrive (and forever, until its TTL, if the event is lost: pub/sub keeps nothing).
+    Every instance holding copies runs one; a copy is then wrong only for the time the event takes to arrive
+    (and, if the event is lost, until its TTL: pub/sub keeps nothing).
     """
     async def on_event(event: Event) -> None:
-        doomed = keys_of(event)
-        if doomed:
-            await r.delete(*doomed)
-    await subscribe_forever(r, [keys.channel(t) for t in topics], on_event, on_subscribed=on_subscribed)
+        data = event.data
+        if (event.type != EventType.CACHE_INVALIDATED or data.get("strategy") != "event_driven"
+                or not event.source.startswith(from_source)):
+            return
+        entity = CachedEntity(data["kind"], event.subject)
+        await invalidate(r, [entity.key], dependents_of=[event.subject, *data.get("parents", [])],
+                         stats=stats, kind=entity.kind, timeout_s=timeout_s)
+    await subscribe_forever(r, [INVALIDATIONS_CHANNEL], on_event, on_subscribed=on_subscribed)
 
 
 # -------------------------------------------------------------------------------------------- stampede

@@ -21,7 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.patterns.identity import HEADER, ReplayGuard, sign_identity, verify_identity
+from services.patterns.identity import HEADER, sign_identity, verify_identity
 
 from services.core.errors import LabError
 from services.core.ids import is_valid
@@ -74,12 +74,9 @@ async def caller(request: Request) -> Principal:
     # ``async`` although nothing here awaits: FastAPI runs a plain ``def`` dependency in a worker thread,
     # and that hop would cost more than the HMAC check itself on every request.
     state = request.app.state
-    guard = getattr(state, "identity_guard", None)
-    if guard is None:
-        guard = state.identity_guard = ReplayGuard()
     identity = verify_identity(request.headers.get(HEADER), state.settings.identity_key, audience=state.service,
                                method=request.method, path=request.scope["path"], instance=state.instance_id,
-                               guard=guard)
+                               guard=state.identity_guard)
     if identity is None:
         raise LabError(401, "unauthenticated", "log in first (POST /api/auth/login) or send a valid identity")
     customer_id = identity.get("customer_id")

@@ -2,7 +2,8 @@
 
 A service is a name, its routers, and (for domain services) the SQLite schema of its system of record.
 The lifespan opens exactly one Redis pool, one SQLite connection and one HTTP client per process and
-closes them on shutdown; nothing else is global. Everything lives on ``app.state``.
+closes them on shutdown; nothing else is global. Everything lives on ``app.state``, a typed ``AppState``
+(``state.py``), and every background task is started on, and stopped by, its ``BackgroundTasks``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from .cache_stats import install_cache_stats
 from .discovery import start_registration, stop_registration
 from .error_handlers import install_error_handlers
 from .health import health_router
-from .invalidation_subscriber import start_event_driven_invalidation, stop_event_driven_invalidation
+from .invalidation_subscriber import event_driven_invalidation
 from .knobs import Knobs, knobs_router
 from .middleware import BodyLimit, RequestContext, loggable
 from .peers import PeerDirectory
+from .state import AppState
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -47,6 +49,7 @@ class ServiceSpec:
     # Raw ASGI handlers in front of FastAPI (innermost first), built as ``handler(inner, state=app.state,
     # **options)``: what they answer themselves costs no framework at all (the gateway's proxy).
     front: list[tuple[type, dict]] = field(default_factory=list)
+    state: type[AppState] = AppState  # an app with more to hold names its subclass (GatewayState, WorkerState)
 
 
 def new_instance_id(service: str, port: int) -> str:
@@ -124,13 +127,14 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
                         if spec.schema else None)
         for hook in spec.on_startup:
             await hook(app)
-        start_event_driven_invalidation(app)  # lesson 06, only under LAB_CACHE_COHERENCE=event_driven
+        if (subscriber := event_driven_invalidation(app.state)) is not None:  # lesson 06, LAB_CACHE_COHERENCE
+            app.state.tasks.start("event-driven-invalidation", subscriber)
         start_registration(app)  # lesson 03: register in Redis, heartbeat, deregister on shutdown
         try:
             yield
         finally:
             await stop_registration(app)
-            await stop_event_driven_invalidation(app)
+            await app.state.tasks.stop_all()  # every background task of the app, cancelled and awaited here
             for hook in reversed(spec.on_shutdown):
                 await hook(app)
             await app.state.http.aclose()
@@ -140,12 +144,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
 
     app = FastAPI(title=f"{spec.name} service", version=settings.version, description=spec.description,
                   lifespan=lifespan)
-    app.state.service = spec.name
-    app.state.settings = settings
-    app.state.instance_id = instance_id
-    app.state.port = port
-    app.state.started_at = time.time()
-    app.state.knobs = Knobs(sor_latency_ms=settings.sor_latency_ms)
+    app.state = spec.state(service=spec.name, settings=settings, instance_id=instance_id, port=port,
+                           started_at=time.time(), knobs=Knobs(sor_latency_ms=settings.sor_latency_ms))
 
     install_error_handlers(app)
     app.include_router(health_router)

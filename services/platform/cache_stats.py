@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
 from services.patterns import cache as pattern
@@ -37,7 +37,7 @@ class _CacheCollector:
             for kind, count in sorted(counter.items()):
                 family.add_metric([service, kind], count)
             yield family
-        db = self.app.state.db if hasattr(self.app.state, "db") else None
+        db = self.app.state.db
         if db is not None:
             queries = CounterMetricFamily("lab_sor_queries", "Every query the system of record ran",
                                           labels=["service"])
@@ -46,9 +46,7 @@ class _CacheCollector:
 
 
 def install_cache_stats(app: FastAPI) -> None:
-    """Called by the app factory: counters on ``app.state``, a registry of its own, the two routes."""
-    app.state.cache_stats = pattern.CacheStats()
-    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    """Called by the app factory: the counters on ``app.state`` read by its own registry, the two routes."""
     app.state.metrics_registry.register(_CacheCollector(app))
     app.include_router(stats_router)
 
@@ -60,7 +58,7 @@ stats_router = APIRouter(tags=["stats"])
 async def cache_stats(request: Request) -> dict:
     """Hits, misses, hit rate and system-of-record loads of this instance since it started."""
     state = request.app.state
-    db = getattr(state, "db", None)
+    db = state.db
     return {"service": state.service, "instance": state.instance_id, "cache_enabled": state.settings.cache_enabled,
             **state.cache_stats.summary(), "sor_queries": db.loads if db is not None else 0,
             "by_kind": state.cache_stats.by_kind()}

@@ -8,7 +8,6 @@ deregisters (a gateway stops routing to it at once); on SIGKILL its key just exp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -18,6 +17,7 @@ from services.patterns.registry import Instance, deregister_instance, heartbeat_
 from services.core.redis_client import REDIS_DOWN
 
 log = logging.getLogger("lab.discovery")
+HEARTBEAT = "registry-heartbeat"
 
 
 async def _wait_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
@@ -44,16 +44,14 @@ def start_registration(app: FastAPI) -> None:
                         port=app.state.port, version=s.version, started_at=app.state.started_at,
                         weight=s.instance_weight)
     app.state.registration = instance
-    app.state.heartbeat = asyncio.create_task(_register_when_listening(app, instance), name="registry-heartbeat")
+    app.state.tasks.start(HEARTBEAT, _register_when_listening(app, instance))
 
 
 async def stop_registration(app: FastAPI) -> None:
-    task = getattr(app.state, "heartbeat", None)
-    if task is None:
+    """Stop the heartbeat first (on the app's task owner), then deregister: no beat can re-register after."""
+    if app.state.registration is None:
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await app.state.tasks.stop(HEARTBEAT)
     try:
         await asyncio.wait_for(deregister_instance(app.state.redis, app.state.registration), timeout=1.0)
     except (*REDIS_DOWN, asyncio.TimeoutError) as exc:  # its key will expire by itself

@@ -1,7 +1,8 @@
 """Wiring lesson 02's patterns into a service: the outbox relay and pub/sub subscribers as background tasks.
 
 Each domain service's ``main.py`` adds ``start_outbox_relay(topic)`` (and maybe ``start_subscriber``) to its
-startup hooks and ``stop_background_tasks`` to its shutdown hooks. The tasks live on ``app.state``.
+startup hooks. The tasks run on the app's ``BackgroundTasks`` (``app.state.tasks``), which the lifespan
+stops at shutdown.
 
 ``WakeRelayAfterWrites`` is a tiny ASGI middleware: after any non-GET request it wakes the relay, so an
 event reaches Redis within about a millisecond instead of at the next poll — without touching any route.
@@ -23,23 +24,16 @@ from services.core import keys
 log = logging.getLogger("lab.events")
 
 
-def _background(app: FastAPI, coro, name: str) -> None:
-    if not hasattr(app.state, "background_tasks"):
-        app.state.background_tasks = []
-    app.state.background_tasks.append(asyncio.create_task(coro, name=name))
-
-
 def start_outbox_relay(topic: str):
     """A startup hook: run the relay that moves this service's outbox rows to Redis."""
     async def hook(app: FastAPI) -> None:
         s = app.state.settings
         app.state.outbox_wake = asyncio.Event()
         app.state.outbox_topic = topic
-        _background(app, outbox.run_relay(app.state.redis, app.state.db.conn, app.state.outbox_wake,
-                                          batch=s.outbox_batch, poll_s=s.outbox_poll_s,
-                                          dedupe_ttl_s=s.events_dedupe_ttl_s, maxlen=s.events_stream_maxlen,
-                                          replicas=s.outbox_replica_acks if s.redis_cluster else 0),
-                    f"outbox-relay-{topic}")
+        app.state.tasks.start(f"outbox-relay-{topic}", outbox.run_relay(
+            app.state.redis, app.state.db.conn, app.state.outbox_wake, batch=s.outbox_batch, poll_s=s.outbox_poll_s,
+            dedupe_ttl_s=s.events_dedupe_ttl_s, maxlen=s.events_stream_maxlen,
+            replicas=s.outbox_replica_acks if s.redis_cluster else 0))
     return hook
 
 
@@ -48,16 +42,9 @@ def start_subscriber(topics: list[str], handler: Callable[[FastAPI, Event], Awai
     async def hook(app: FastAPI) -> None:
         async def on_event(event: Event) -> None:
             await handler(app, event)
-        _background(app, subscriber.subscribe_forever(app.state.redis, [keys.channel(t) for t in topics], on_event),
-                    f"subscriber-{'-'.join(topics)}")
+        app.state.tasks.start(f"subscriber-{'-'.join(topics)}", subscriber.subscribe_forever(
+            app.state.redis, [keys.channel(t) for t in topics], on_event))
     return hook
-
-
-async def stop_background_tasks(app: FastAPI) -> None:
-    tasks = getattr(app.state, "background_tasks", [])
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class WakeRelayAfterWrites:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from services.patterns.envelope import Event, EventType
 from services.platform.app import ServiceSpec, create_app
-from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber, stop_background_tasks
+from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber
 
 from . import repository as repo
 from .repository import SCHEMA, TOPIC
@@ -22,7 +22,7 @@ async def count_claims(app: FastAPI, event: Event) -> None:
 
 SPEC = ServiceSpec(name="policy", routers=[router], schema=SCHEMA,
                    on_startup=[start_outbox_relay(TOPIC), start_subscriber(["claims"], count_claims)],
-                   on_shutdown=[stop_background_tasks], middleware=[(WakeRelayAfterWrites, {})],
+                   middleware=[(WakeRelayAfterWrites, {})],
                    description="Policies (POL-000001): customer, product, premium and coverage in cents, dates.")
 
 

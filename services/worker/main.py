@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
@@ -20,12 +21,19 @@ from services.patterns.envelope import Event, EventType
 from services.patterns.streams import ConsumerStats, consume_once, ensure_group, group_progress
 from services.platform.access import peer_identity_header
 from services.platform.app import ServiceSpec, create_app
-from services.platform.events import stop_background_tasks
+from services.platform.state import AppState
 
 from .scoring import risk_score
 
 log = logging.getLogger("lab.worker")
 TOPIC = "claims"
+
+
+@dataclass(slots=True, eq=False)
+class WorkerState(AppState):
+    """The worker's state: the common one, plus what its consumer has done (``/health`` shows it)."""
+
+    worker_stats: ConsumerStats = field(default_factory=ConsumerStats)
 
 
 async def triage_claim(app: FastAPI, event: Event) -> None:
@@ -87,12 +95,11 @@ async def consumer_health(app: FastAPI) -> dict:
 
 
 async def start_consumer(app: FastAPI) -> None:
-    app.state.worker_stats = ConsumerStats()
     app.state.health_extra = consumer_health
-    app.state.background_tasks = [asyncio.create_task(consume_forever(app), name="claims-worker")]
+    app.state.tasks.start("claims-worker", consume_forever(app))
 
 
-SPEC = ServiceSpec(name="worker", routers=[], on_startup=[start_consumer], on_shutdown=[stop_background_tasks],
+SPEC = ServiceSpec(name="worker", routers=[], on_startup=[start_consumer], state=WorkerState,
                    description="The claims worker: risk-scores submitted claims from lab:stream:claims "
                                "(consumer group) and moves risky ones to under_review.")
 

@@ -243,15 +243,20 @@ def test_a_write_bumps_the_entitys_generation_so_slow_fills_are_refused(api, r, 
 
 
 @pytest.fixture
-def customer_under(settings, tmp_path, lab, new_customer):
+def customer_under(settings, tmp_path, lab, direct):
     """A second customer instance (same SQLite file, same Redis) running one coherence strategy, and a fresh
-    customer read through it once, so a copy exists. (The gateway may route the create to either instance.)"""
+    customer read through it once, so a copy exists. The customer is created at the lab's own instance (the
+    lab's strategy): created through the gateway, it could reach the new instance, whose ``event_driven``
+    announcement of the create may arrive after the read below and delete the copy it just made."""
     started = []
 
     def start(strategy: str):
         proc, client = _spawn_customer(tmp_path, settings, REDIS_URL=lab.redis.url, LAB_CACHE_COHERENCE=strategy)
         started.append((proc, client))
-        customer = new_customer()
+        created = direct["customer"].post("/customers", json={
+            "name": "Test Person", "email": "test@example.com", "date_of_birth": "1980-05-05", "risk_tier": "medium"})
+        assert created.status_code == 201, created.text
+        customer = created.json()
         assert client.get(f"/customers/{customer['id']}").status_code == 200  # now there is a copy
         return client, customer["id"]
     yield start
@@ -300,3 +305,22 @@ def test_event_driven_writer_only_announces_and_the_copy_goes_when_the_event_arr
     assert announced and announced["data"]["strategy"] == "event_driven" and announced["data"]["keys"] == []
     wait_for(lambda: not r.exists(copy), "the instance's subscriber to delete the copy", 5, 0.02)
     assert client.get(f"/customers/{customer_id}").json()["name"] == "Announced"
+
+
+def test_event_driven_every_instance_deletes_on_the_announcement(customer_under, r):
+    """Under ``event_driven`` the writer deletes nothing; each instance's subscriber (lesson 06's
+    ``coherence.invalidate_on_events``) deletes on the event — both instances count an invalidation."""
+    writer, customer_id = customer_under("event_driven")
+    other, _ = customer_under("event_driven")
+
+    def invalidations(client) -> int:
+        return client.get("/stats").json()["by_kind"].get("customer", {}).get("invalidations", 0)
+
+    before = {"writer": invalidations(writer), "other": invalidations(other)}
+    names = iter(range(1000))
+
+    def both_counted() -> bool:  # an instance that had not subscribed yet hears the next write
+        assert writer.patch(f"/customers/{customer_id}", json={"name": f"Heard {next(names)}"}).status_code == 200
+        return all(invalidations(c) > before[n] for n, c in (("writer", writer), ("other", other)))
+    wait_for(both_counted, "both instances to delete on the announcement", 20, 0.2)
+    wait_for(lambda: not r.exists(keys.cache_entity("customer", customer_id)), "the copy to be gone", 5, 0.02)

@@ -200,25 +200,27 @@ def test_a_redis_that_never_answers_counts_as_a_miss_after_the_timeout():
 
 
 def test_a_fill_guarded_by_the_generation_cannot_put_back_a_row_a_write_replaced(redis_url):
-    """The stale-set race, with the lab's default coherence (lesson 06): the slow reader's fill is refused."""
-    from services.patterns.cache import Ttl, cache_aside_get, invalidate
+    """The stale-set race, with the lab's default coherence (lesson 06): the slow reader's fill is refused.
 
-    key, generation = keys.cache_entity("unit", "RACE-1"), keys.cache_generation("unit", "RACE-1")
+    The services run exactly these two functions (``ServiceCache.read_entity`` / ``after_write``)."""
+    from services.patterns import coherence
+    from services.patterns.cache import Ttl
+
+    entity = coherence.CachedEntity("unit", "RACE-1")
 
     async def body(r):
-        await r.delete(key, generation)
+        await r.delete(entity.key, entity.generation)
 
         async def slow_load_of_the_old_row():
             # while this reader was loading, a writer committed and invalidated (with the token)
-            await invalidate(r, [key], generations=[generation])
+            await coherence.after_write(r, entity, "delete_with_token")
             return {"version": 1}
 
-        value, hit = await cache_aside_get(r, key, slow_load_of_the_old_row, Ttl.fixed(60),
-                                           generation_key=generation)
-        after = await r.get(key)
-        unguarded, _ = await cache_aside_get(r, key, slow_load_of_the_old_row, Ttl.fixed(60))
-        unguarded_after = await r.get(key)
-        await r.delete(key, generation)
+        value, hit = await coherence.read(r, entity, slow_load_of_the_old_row, Ttl.fixed(60), "delete_with_token")
+        after = await r.get(entity.key)
+        unguarded, _ = await coherence.read(r, entity, slow_load_of_the_old_row, Ttl.fixed(60), "delete_on_write")
+        unguarded_after = await r.get(entity.key)
+        await r.delete(entity.key, entity.generation)
         return value, hit, after, unguarded_after
 
     value, hit, after, unguarded_after = run(redis_url, body)

@@ -118,3 +118,56 @@ def test_registries_of_named_choices_have_one_meaning_each():
     for name in ("TTL_STRATEGIES", "COHERENCE_STRATEGIES", "BALANCERS"):
         assert name in vocabulary, f"{name} is not defined in services/core/vocabulary.py"
         assert name not in where, f"{name} is redefined in {where[name]} instead of imported from core"
+
+
+def test_cache_coherence_and_balancing_modules_share_no_name():
+    """One word, one meaning: no module-level name is defined (not merely imported) in two of the pattern
+    modules a learner reads side by side — cache-aside (lesson 01), coherence (06), balancers (05).
+    A name the coherence module needs from the cache module is imported from it, so it is the same object."""
+    modules = ("cache.py", "coherence.py", "loadbalance.py")
+    where: dict[str, list[str]] = defaultdict(list)
+    for name in modules:
+        for defined in _top_level_names(SERVICES / "patterns" / name):
+            if not defined.startswith("_") and defined != "log":  # ``log``: each module's own logger
+                where[defined].append(name)
+    assert {name: files for name, files in where.items() if len(files) > 1} == {}
+
+
+def _functions_referencing(name: str) -> list[str]:
+    """``module:function`` for every function (or method) under services/ whose body mentions ``name``."""
+    found = []
+    for path in sorted(SERVICES.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                names |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+                if name in names:
+                    found.append(f"{path.relative_to(SERVICES.parent)}:{node.name}")
+    return found
+
+
+def test_the_generation_guarded_fill_has_exactly_one_caller():
+    """Lesson 06's Lua script is run by one function, the one the lesson shows and the services call."""
+    assert _functions_referencing("FILL_IF_GENERATION") == ["services/patterns/coherence.py:fill_if_generation"]
+
+
+def _dotted_calls(path: Path, function: str) -> set[str]:
+    """Every call ``a.b(...)`` / ``b(...)`` in the function (or method) named ``function`` of ``path``."""
+    calls = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+            for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+                calls.add(ast.unparse(call.func))
+    return calls
+
+
+def test_the_services_cache_runs_lesson_06s_coherence_functions():
+    """``ServiceCache`` reads one entity with ``coherence.read`` and follows a write with
+    ``coherence.after_write``: the functions notebook 06 shows and measures, not a copy of them. The
+    ``event_driven`` subscriber is lesson 06's ``invalidate_on_events``."""
+    platform = SERVICES / "platform"
+    assert "coherence.read" in _dotted_calls(platform / "service_cache.py", "read_entity")
+    assert "coherence.after_write" in _dotted_calls(platform / "service_cache.py", "after_write")
+    assert "coherence.invalidate_on_events" in _dotted_calls(platform / "invalidation_subscriber.py",
+                                                             "event_driven_invalidation")
