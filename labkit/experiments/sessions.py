@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from services.core import keys
 from services.patterns import sessions
 
-from . import run_async
+from ..coroutines import run_async
 
 
 async def _ttl_timeline(redis_url: str, idle_s: float, absolute_s: float, duration_s: float, touch_every_s: float,
