@@ -150,7 +150,7 @@ def squeeze_memory(lab: Lab, eviction_policy: str, policy_id: str, claims: int =
     stored = [c["id"] for c in _claims_of(lab, policy_id) if c.get("description") == marker]
     audit, _ = wait_for_audit(client, stored, timeout_s=audit_timeout_s) if stored else (
         pd.DataFrame(columns=["claim", "submitted_events"]), 0.0)
-    return {"policy": eviction_policy, "before": before, "after": after, "ballast_refused": refused,
+    return {"policy": eviction_policy, "before": before, "after": after, "ballast": ballast, "ballast_refused": refused,
             "answers": pd.DataFrame(answers, columns=["status", "id", "error"]), "stored": stored,
             "with_event": int((audit["submitted_events"] == 1).sum())}
 
@@ -211,3 +211,57 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     else:
         lines.append("no claim was committed during this run, so the audit check has nothing to check")
     return "\n".join(lines)
+
+
+def requests_by_kind(requests: pd.DataFrame) -> pd.DataFrame:
+    """Per kind of request (read, write): how many were sent and failed, median and slowest latency (ms)."""
+    by_kind = requests.groupby("kind").agg(sent=("status", "size"), failed=("ok", lambda s: int((~s).sum())),
+                                           p50_ms=("latency_ms", "median"), worst_ms=("latency_ms", "max"))
+    return by_kind.round(1)
+
+
+def window_medians(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Median latency per path, for requests due while a knob was on and outside that window. The window runs
+    from the moment the first event's action *returned* (the knob took effect) to the moment the second
+    event's action *began* (it was being turned back), as measured; ``df.attrs``: ``on_s``, ``off_s``."""
+    on, off = events["end_s"].iloc[0], events["t_s"].iloc[1]
+    window = requests["t_s"].between(on, off).map({True: "during", False: "outside"})
+    medians = requests.groupby(["path", window])["latency_ms"].median().unstack().reindex(
+        columns=["during", "outside"])
+    medians.attrs.update(on_s=on, off_s=off)
+    return medians
+
+
+def slowdown_in_words(medians: pd.DataFrame, threshold_ms: float = 20) -> str:
+    """Which paths were slower by more than ``threshold_ms`` (median) while the knob was on."""
+    slowed = (medians["during"] - medians["outside"]).loc[lambda d: d > threshold_ms]
+    return (f"knob on from {medians.attrs['on_s']:.2f} s to {medians.attrs['off_s']:.2f} s; median slower by more "
+            f"than {threshold_ms:g} ms during it: "
+            + (", ".join(f"{p} (+{d:.0f} ms)" for p, d in slowed.items()) or "none")
+            + ("" if medians["during"].notna().any() else " (no request was sent while it was on: a busy machine)"))
+
+
+def eviction_table(runs: dict[str, dict]) -> pd.DataFrame:
+    """``squeeze_memory`` runs by eviction policy -> one row per (policy, kind of key): before, after."""
+    return pd.DataFrame({(name, kind): {"before": run["before"][kind], "after": run["after"][kind]}
+                         for name, run in runs.items() for kind in run["before"]}).T
+
+
+def squeeze_in_words(run: dict) -> str:
+    """What one ``squeeze_memory`` run did: ballast refused, keys gone, claims committed, failed (and how),
+    held by the system of record, and how many of those got their event once memory was back."""
+    answers = run["answers"]
+    ok = int((answers["status"] == 201).sum())
+    failed = answers[answers["status"] != 201]
+    why = ", ".join(f"{n} x {status} {error}" for (status, error), n in
+                    failed.fillna({"error": "-"}).groupby(["status", "error"]).size().items())
+    lost = {kind: run["before"][kind] - run["after"][kind] for kind in run["before"]
+            if run["after"][kind] < run["before"][kind]}
+    stored = len(run["stored"])
+    return (f"{run['policy']}: Redis refused {run['ballast_refused']} of {run['ballast']} ballast writes; keys gone: "
+            f"{', '.join(f'{n} {kind}' for kind, n in lost.items()) or 'none'}.\n"
+            f"  claims: {ok} of {len(answers)} committed (201)" + (f"; failed: {why}" if len(failed) else "")
+            + f". The system of record holds {stored}"
+            + (f" — {stored - ok} written although their request failed" if stored > ok else
+               " — every failed request was refused cleanly, nothing half-written" if len(failed) else "")
+            + f"; {run['with_event']} of {stored} got their claim.submitted event once memory was back.")
