@@ -57,6 +57,11 @@ def transport_error(exc: BaseException) -> str:
     return "client_error"
 
 
+#: The fields of every record, in order (``on_answer`` may add more).
+RECORD_FIELDS = ["seq", "label", "method", "path", "intended_s", "sent_s", "answered_s", "latency_ms", "service_ms",
+                 "status", "error", "ok", "served_by", "x_cache", "retry_after"]
+
+
 @dataclass(frozen=True)
 class Request:
     """One request to send: ``path`` is appended to the generator's ``base_url``."""
@@ -83,6 +88,8 @@ class Traffic:
 
     def frame(self) -> pd.DataFrame:
         """The records in the order they were scheduled."""
+        if not self.records:
+            return pd.DataFrame(columns=RECORD_FIELDS)
         return pd.DataFrame(self.records).sort_values("seq", kind="stable").reset_index(drop=True)
 
 

@@ -96,3 +96,11 @@ def test_gateway_answers_carry_status_and_the_instance(settings):
     assert (records["status"] == 200).all() and (records["error"] == "").all() and records["ok"].all()
     assert records["served_by"].str.startswith("policy").all()
     assert (records["intended_s"] == records["sent_s"]).all()  # closed loop: due when a worker takes it
+
+
+def test_every_record_has_the_documented_fields_in_order():
+    from labkit.traffic import RECORD_FIELDS, Traffic
+
+    traffic = run_open(f"http://127.0.0.1:{procs.free_port()}", rate=10, duration_s=0.2)
+    assert list(traffic.records[0]) == RECORD_FIELDS
+    assert list(Traffic().frame().columns) == RECORD_FIELDS  # an empty run is an empty table, not an error
