@@ -100,10 +100,10 @@ async def send(session: aiohttp.ClientSession, base_url: str, request: Request, 
     ``sent`` when the sender decided to send it (default: now)."""
     sent = time.perf_counter() if sent is None else sent
     status, error, headers, extra = 0, "", {}, None
-    timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else aiohttp.helpers.sentinel
+    own_timeout = {"timeout": aiohttp.ClientTimeout(total=timeout_s)} if timeout_s is not None else {}  # else the session's
     try:
         async with session.request(request.method, base_url + request.path, json=request.body,
-                                   headers=request.headers, timeout=timeout) as response:
+                                   headers=request.headers, **own_timeout) as response:
             body = await response.read()
             status, headers = response.status, response.headers
         if on_answer is not None:
