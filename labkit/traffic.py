@@ -32,7 +32,7 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 import aiohttp
 import pandas as pd
@@ -62,9 +62,9 @@ RECORD_FIELDS = ["seq", "label", "method", "path", "intended_s", "sent_s", "answ
                  "status", "error", "ok", "served_by", "x_cache", "retry_after"]
 
 
-@dataclass(frozen=True)
-class Request:
-    """One request to send: ``path`` is appended to the generator's ``base_url``."""
+class Request(NamedTuple):
+    """One request to send (immutable, so one can be sent many times): ``path`` is appended to the
+    generator's ``base_url``; ``label`` says what kind of request it is, in the caller's words."""
 
     method: str
     path: str
