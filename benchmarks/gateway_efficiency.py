@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,10 +32,10 @@ TARGETS = {"throughput_kept": (">=", 0.5), "added_p50_ms": ("<=", 0.5)}
 def static_gateway(lab):
     """A second gateway on a free port that routes by the settings ports (no registry)."""
     run_dir = Path(tempfile.mkdtemp(prefix="gw-static-"))
-    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_GATEWAY_DISCOVERY="static",
-               LAB_RUN_DIR=str(run_dir), LAB_INTERNAL_SECRET=lab.settings.shared_secret())
+    overrides = dict(REDIS_URL=lab.redis.url, LAB_GATEWAY_DISCOVERY="static",
+                     LAB_RUN_DIR=str(run_dir), LAB_INTERNAL_SECRET=lab.settings.shared_secret())
     try:
-        proc, port = procs.start_service_on_free_port("gateway", env, run_dir / "gateway.log", name="gateway-static")
+        proc, port = procs.start_service("gateway", run_dir / "gateway.log", overrides, name="gateway-static")
         try:
             yield f"http://127.0.0.1:{port}"
         finally:

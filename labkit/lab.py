@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,19 @@ class Lab:
             raise LabkitError("per-service Redis users exist only on the server labkit starts")
         url = acl.service_url(self.settings.model_copy(update={"redis_url": self.redis.url}), service)
         return redis.Redis.from_url(url, decode_responses=True, **kwargs)
+
+    def start_beside(self, service: str, *, port: int | None = None, name: str | None = None,
+                     **overrides: str) -> tuple[subprocess.Popen, int]:
+        """One more ``service`` process on this lab's Redis and run directory, outside the lab's pidfiles (a
+        lesson's second gateway, a test's): healthy, on ``port`` or a free one; ``overrides``: more ``LAB_*``
+        settings. Returns ``(process, port)``; it dies with this process's group, or ``terminate()`` it."""
+        if self.redis is None:
+            raise LabkitError("Redis is not running: call labkit.start_all() first")
+        name = name or f"{service}-beside"
+        env = {"REDIS_URL": self.redis.url, "LAB_RUN_DIR": str(self.settings.run_dir),
+               "LAB_INTERNAL_SECRET": self.settings.shared_secret()} | overrides
+        return procs.start_service(service, self.settings.run_dir / "logs" / f"{name}.log", env, port=port, name=name,
+                                   timeout=self.settings.start_timeout_s)
 
     @property
     def healthy(self) -> bool:
@@ -242,12 +256,11 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
             started_redis = server
         for name in to_start:
             url, port = settings.url_of(name), settings.port_of(name)
-            argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
             log_path = settings.run_dir / "logs" / f"{name}.log"
             env = settings_env(settings, server.url, server.managed, name)
-            proc = procs.spawn(name, argv, env, log_path, detached)
+            proc = procs.spawn_service(name, port, env, log_path, detached=detached)
             procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path),
-                                                                   time.time(), argv))
+                                                                   time.time(), proc.args))
             started[name] = (proc, url, log_path)
         if dashboard_needed:
             started[DASHBOARD] = _spawn_dashboard(settings, detached)
@@ -319,11 +332,10 @@ def _instance_status(record: procs.ProcRecord) -> ServiceStatus:
 
 def _spawn_instance(settings: Settings, env: dict, name: str, port: int, detached: bool):
     url = f"http://{settings.advertised_host}:{port}"
-    argv = [sys.executable, "-m", "services.run", name.split("#")[0], "--port", str(port)]
     log_path = settings.run_dir / "logs" / f"{name}.log"
-    proc = procs.spawn(name, argv, env, log_path, detached)
+    proc = procs.spawn_service(name.split("#")[0], port, env, log_path, name=name, detached=detached)
     procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(),
-                                                           argv))
+                                                           proc.args))
     return proc, url, log_path
 
 
@@ -507,10 +519,10 @@ def start_one(name: str, settings: Settings | None = None) -> Lab:
     settings.shared_secret()
     server = redis_server.ensure(settings, detached=True)
     env = settings_env(settings, server.url, managed_acl=server.managed)
-    argv = [sys.executable, "-m", "services.run", name, "--port", str(port)]
     log_path = settings.run_dir / "logs" / f"{name}.log"
-    proc = procs.spawn(name, argv, env, log_path, True)
-    procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(), argv))
+    proc = procs.spawn_service(name, port, env, log_path, detached=True)
+    procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(),
+                                                           proc.args))
     procs.wait_healthy(name, url, proc, log_path)
     return status(settings, server)
 

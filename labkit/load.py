@@ -14,7 +14,9 @@ If the generator cannot keep up with the schedule (too few connections for the l
 CPU), the offered load was not what was asked for and the percentiles describe a different experiment:
 a run that started fewer than 95% of its requests on schedule refuses to report them.
 
-The client is aiohttp (much cheaper per request than httpx), the records are a pandas DataFrame, saved
+Both loops are ``labkit.traffic``'s, the generator every experiment uses: one clock, one vocabulary for
+failures (a status, or a named transport error in ``error``). The client is aiohttp (much cheaper per
+request than httpx), the records are a pandas DataFrame, saved
 as CSV (plus a ``.json`` sidecar with the run's own numbers) that ``labkit analyze`` reads back.
 """
 
@@ -34,7 +36,9 @@ import pandas as pd
 from services.core.settings import Settings, get_settings
 
 from .auth import gateway_headers, service_headers
+from .coroutines import run_async
 from .errors import LabkitError
+from .traffic import Request, closed_loop, open_loop
 
 #: Below this share of requests started on schedule, an open-loop run refuses to report percentiles.
 ON_SCHEDULE_REQUIRED = 0.95
@@ -182,28 +186,6 @@ class LoadResult:
         return "\n".join(lines)
 
 
-def _run_coroutine(coro):
-    """Run ``coro`` on a fresh event loop (uvloop when installed), even from a notebook whose loop runs."""
-    try:
-        import uvloop
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop on Linux and macOS
-        factory = None
-
-    def run():
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(coro)
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run()
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
-
-
 class _Target:
     """Where requests go: the gateway (``/api`` prefix, the lab's API key) or one service directly."""
 
@@ -302,7 +284,6 @@ async def _run(settings: Settings, target: _Target, mode: str, mix: dict[str, fl
     rng = random.Random(seed)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=10)
-    records: list[tuple] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
                                      skip_auto_headers=("User-Agent",)) as session:
         await _require_sample_data(session, target)
@@ -311,63 +292,33 @@ async def _run(settings: Settings, target: _Target, mode: str, mix: dict[str, fl
         names, weights = list(mix), list(mix.values())
         await asyncio.gather(*(_warm(session, target) for _ in range(concurrency)))  # open the connections
 
-        async def send(intended: float | None, t0: float, started: float | None = None) -> None:
-            """One request; ``intended`` None (closed loop) means "due when sent". ``started``: when the
-            sender decided to send it (a closed-loop worker passes the time it checked against the end)."""
+        def next_request(_seq: int) -> Request:
             op, path, body = scenario.request(OPERATIONS[rng.choices(names, weights)[0]])
-            started = time.perf_counter() if started is None else started
-            intended = started if intended is None else intended
-            status, x_cache, served_by, error = 0, "", "", ""
-            try:
-                async with session.request(op.method, target.base_url + target.prefix + path, json=body,
-                                           headers=target.headers()) as response:
-                    content = await response.read()
-                    status = response.status
-                    x_cache = response.headers.get("X-Cache", "")
-                    served_by = response.headers.get("X-Served-By", "")
-                scenario.remember(op, status, content)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                error = type(exc).__name__
-            ended = time.perf_counter()
-            records.append((op.name, f"{op.method} {target.prefix}{op.path}", op.method, intended - t0,
-                            started - t0, (ended - intended) * 1000, (ended - started) * 1000, status,
-                            x_cache, served_by, error))
+            return Request(op.method, target.prefix + path, body, op.name, target.headers())
 
-        scheduled = int(rate * duration) if mode == "open" else None
-        t0 = time.perf_counter()
-        end = t0 + duration
-        cpu0 = time.process_time()
-        next_index = 0
-
-        async def open_sender() -> None:
-            """Take the next due request; wait for its time if early; never send past the schedule's end."""
-            nonlocal next_index
-            while next_index < scheduled:
-                i, next_index = next_index, next_index + 1
-                intended = t0 + i / rate
-                if time.perf_counter() >= end:
-                    return  # behind schedule: this request (and the rest) could not start in time
-                while (delay := intended - time.perf_counter()) > 0:  # timers may wake a little early
-                    await asyncio.sleep(delay)
-                await send(intended, t0)
-
-        async def closed_worker() -> None:
-            while (now := time.perf_counter()) < end:  # one reading: the check and the record agree
-                await send(None, t0, started=now)
+        def remember(request: Request, status: int, body: bytes) -> None:
+            scenario.remember(OPERATIONS[request.label], status, body)
 
         bar = _progress_bar(duration, f"{mode} loop, c={concurrency}") if progress else None
-        ticker = asyncio.create_task(_tick(bar, t0, lambda: len(records))) if bar else None
-        worker = open_sender if mode == "open" else closed_worker
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        watch = _ticker(bar) if bar else None
+        cpu0 = time.process_time()
+        if mode == "open":
+            traffic = await open_loop(session, target.base_url, next_request, rate, duration, concurrency=concurrency,
+                                      on_answer=remember, watch=watch, watch_every_s=0.25)
+        else:
+            traffic = await closed_loop(session, target.base_url, next_request, concurrency, duration_s=duration,
+                                        on_answer=remember, watch=watch)
         cpu = time.process_time() - cpu0
-        if ticker:
-            ticker.cancel()
+        if bar:
             bar.n = bar.total
-            bar.set_postfix_str(f"{len(records):,} requests", refresh=False)
+            bar.set_postfix_str(f"{len(traffic.records):,} requests", refresh=False)
             bar.close()
 
-    on_time = sum(1 for r in records if r[4] <= duration)  # r[4]: start_s
+    records = [(r["label"], f"{r['method']} {target.prefix}{OPERATIONS[r['label']].path}", r["method"],
+                r["intended_s"], r["sent_s"], r["latency_ms"], r["service_ms"], r["status"], r["x_cache"],
+                r["served_by"], r["error"]) for r in traffic.records]
+    on_time = sum(1 for r in traffic.records if r["sent_s"] <= duration)
+    wall, scheduled = traffic.wall_s, traffic.scheduled
     meta = {"run": run_id, "mode": mode, "target": target.name, "concurrency": concurrency,
             "duration_s": duration, "wall_s": round(wall, 3), "mix": mix, "left_out": left_out,
             "requests": len(records), "requested_rate": rate if mode == "open" else None,
@@ -396,13 +347,15 @@ def _progress_bar(total_s: float, label: str):
                 leave=True, file=sys.stdout if in_notebook else sys.stderr)
 
 
-async def _tick(bar, t0: float, done) -> None:
-    """Move the bar by time (cheap) rather than per request (costly at thousands of requests a second)."""
-    while True:
-        await asyncio.sleep(0.25)
-        bar.n = min(bar.total, round(time.perf_counter() - t0, 1))
-        bar.set_postfix_str(f"{done():,} requests", refresh=False)
+def _ticker(bar):
+    """A ``watch`` hook that moves the bar by time (cheap) rather than per request (costly at thousands a second)."""
+
+    async def tick(now: float, records: list) -> None:
+        bar.n = min(bar.total, round(now, 1))
+        bar.set_postfix_str(f"{len(records):,} requests", refresh=False)
         bar.refresh()
+
+    return tick
 
 
 def default_results_path(settings: Settings, run_id: str) -> Path:
@@ -426,7 +379,7 @@ def run_load(mode: str = "open", rate: float = 200, concurrency: int = 16, durat
         raise LabkitError(f"target must be the gateway or a domain service, not {target!r}")
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{random.randrange(16**4):04x}"
     redis_before = _redis_commands(settings)
-    rows, meta = _run_coroutine(_run(settings, _Target(settings, target), mode, parse_mix(mix), rate, concurrency,
+    rows, meta = run_async(_run(settings, _Target(settings, target), mode, parse_mix(mix), rate, concurrency,
                                      duration, seed, progress, run_id))
     redis_after = _redis_commands(settings)
     if redis_before is not None and redis_after is not None:

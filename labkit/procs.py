@@ -246,27 +246,37 @@ def wait_all_healthy(started: dict[str, tuple[subprocess.Popen | None, str, Path
     return healthy
 
 
-def start_service_on_free_port(service: str, env: dict[str, str], log_path: Path, *, name: str | None = None,
-                               attempts: int = 3, timeout: float = 120.0) -> tuple[subprocess.Popen, int]:
-    """One more ``service`` process beside the lab (a test's, a lesson's), healthy, on a port picked now.
+def spawn_service(service: str, port: int, env: dict[str, str], log_path: Path, *, name: str | None = None,
+                  detached: bool = False) -> subprocess.Popen:
+    """``python -m services.run SERVICE --port PORT`` with exactly ``env``, its output appended to ``log_path``;
+    not waited for. The one place a service process is started (``start_all``, ``scale``, ``start_service``).
+    ``proc.args`` is the command line, for its pidfile."""
+    argv = [sys.executable, "-m", "services.run", service, "--port", str(port)]
+    return spawn(name or service, argv, env, log_path, detached)
 
-    Returns ``(process, port)``; it dies with this process's group. If the port is taken before the
+
+def start_service(service: str, log_path: Path, overrides: dict[str, str] | None = None, *, port: int | None = None,
+                  name: str | None = None, attempts: int = 3, timeout: float = 120.0) -> tuple[subprocess.Popen, int]:
+    """One more ``service`` process beside the lab (a test's, a lesson's, a benchmark's), healthy: this
+    process's environment with ``overrides`` (e.g. ``REDIS_URL``, ``LAB_RUN_DIR``, a setting under test), on
+    ``port`` or one picked now.
+
+    Returns ``(process, port)``; it dies with this process's group. If a port picked here is taken before the
     service binds it, it starts again on another; any other failure stops it before raising. The timeout
     is generous: on a machine shared by many test runs a service has needed over a minute to import.
     """
-    for _ in range(attempts - 1):
+    for _ in range(attempts - 1 if port is None else 0):
         try:
-            return _start_service_once(service, env, log_path, name or service, timeout)
+            return _start_service_once(service, log_path, overrides or {}, free_port(), name, timeout)
         except PortBusyError:
             pass
-    return _start_service_once(service, env, log_path, name or service, timeout)
+    return _start_service_once(service, log_path, overrides or {}, port or free_port(), name, timeout)
 
 
-def _start_service_once(service: str, env: dict[str, str], log_path: Path, name: str,
+def _start_service_once(service: str, log_path: Path, overrides: dict[str, str], port: int, name: str | None,
                         timeout: float) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    argv = [sys.executable, "-m", "services.run", service, "--port", str(port)]
-    proc = spawn(name, argv, env | {f"LAB_{service.upper()}_PORT": str(port)}, log_path, detached=False)
+    env = dict(os.environ) | overrides | {f"LAB_{service.upper()}_PORT": str(port)}
+    proc = spawn_service(service, port, env, log_path, name=name)
     try:
         wait_healthy(service, f"http://127.0.0.1:{port}", proc, log_path, timeout)
         return proc, port

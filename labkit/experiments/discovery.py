@@ -24,7 +24,9 @@ from services.patterns.envelope import Event, EventType
 from .. import lab as lab_module
 from .. import procs
 from ..auth import gateway_headers
-from . import PATHS, run_async
+from ..coroutines import run_async
+from ..traffic import Request, open_loop
+from . import PATHS
 
 
 def registry_table(settings: Settings | None = None, services: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -47,44 +49,18 @@ def registry_table(settings: Settings | None = None, services: tuple[str, ...] |
 
 async def _traffic_while(settings: Settings, service: str, seconds: float, rate: float, watch, act,
                          until=None, max_seconds: float | None = None) -> list[dict]:
-    """Reads of one ``service`` entity through the gateway at ``rate``/s for ``seconds`` (open loop: a slow
-    answer delays nothing), past the gateway's response cache so every read reaches an instance. Meanwhile
-    ``act(clock)`` does the thing under study (``clock()``: seconds since the traffic started) and
-    ``watch(session, now)`` runs every 50 ms. With ``until(rows)``, the traffic goes on past ``seconds`` until
-    it says so (at most ``max_seconds``): on a busy machine what we wait for can take longer. One row per
-    request."""
-    url, rows = settings.url_of("gateway") + PATHS[service], []
+    """Reads of one ``service`` entity through the gateway at ``rate``/s for ``seconds`` (the open loop of
+    ``labkit.traffic``: a slow answer delays nothing), past the gateway's response cache so every read reaches
+    an instance. Meanwhile ``act(clock)`` does the thing under study (``clock()``: seconds since the traffic
+    started) and ``watch(session, now)`` runs every 50 ms. With ``until(rows)``, the traffic goes on past
+    ``seconds`` until it says so (at most ``max_seconds``): on a busy machine what we wait for can take longer.
+    One row per request, ``t_s`` its intended send time."""
+    read = Request("GET", PATHS[service])
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
-        started = time.perf_counter()
-
-        async def one(t_s: float):
-            sent = time.perf_counter()
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
-                    await response.read()
-                    status, by = response.status, response.headers.get("x-served-by", "-")
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                status, by = 599, "-"
-            rows.append({"t_s": t_s, "status": status, "served_by": by, "ok": status < 500,
-                         "latency_ms": (time.perf_counter() - sent) * 1000,
-                         "answered_s": time.perf_counter() - started})  # when its answer arrived
-
-        def going_on(now: float) -> bool:
-            return now < seconds or (until is not None and now < (max_seconds or seconds) and not until(rows))
-
-        async def watching():
-            while going_on(now := time.perf_counter() - started):
-                await watch(session, now)
-                await asyncio.sleep(0.05)
-
-        tasks = [asyncio.create_task(watching()), asyncio.create_task(act(lambda: time.perf_counter() - started))]
-        pending, n = set(), 0
-        while going_on(now := time.perf_counter() - started):
-            pending.add(asyncio.create_task(one(now)))
-            n += 1
-            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
-        await asyncio.gather(*pending, *tasks)
-    return rows
+        traffic = await open_loop(session, settings.url_of("gateway"), lambda _: read, rate, seconds, timeout_s=5,
+                                  alongside=[act], watch=lambda now, _: watch(session, now),
+                                  until=until, max_duration_s=max_seconds)
+    return traffic.records
 
 
 async def _gateway_view(session: aiohttp.ClientSession, settings: Settings, service: str) -> dict[str, dict]:
@@ -94,7 +70,7 @@ async def _gateway_view(session: aiohttp.ClientSession, settings: Settings, serv
 
 
 def _as_frame(rows: list[dict], milestones: dict) -> pd.DataFrame:
-    df = pd.DataFrame(rows).sort_values("t_s").reset_index(drop=True)
+    df = pd.DataFrame(rows).rename(columns={"intended_s": "t_s"}).sort_values("t_s").reset_index(drop=True)
     df.attrs["milestones"] = milestones
     return df
 
@@ -102,7 +78,7 @@ def _as_frame(rows: list[dict], milestones: dict) -> pd.DataFrame:
 def kill_under_traffic(service: str = "claims", victim: str = "claims#3", before_s: float = 2.0,
                        after_s: float = 6.0, rate: float = 40.0, settings: Settings | None = None) -> pd.DataFrame:
     """Reads at ``rate``/s through the gateway; ``victim`` is SIGKILLed after ``before_s``. One row per request
-    (t_s, status, served_by, ok, latency_ms); ``df.attrs["milestones"]``: seconds at which it was killed, the
+    (``labkit.traffic``'s record, ``t_s`` its intended send time); ``df.attrs["milestones"]``: seconds at which it was killed, the
     gateway stopped routing to it, the gateway forgot it, its registration expired."""
     settings = settings or get_settings()
     victim_id = procs.get_health(procs.read_pidfiles(settings.run_dir)[victim].url)["instance"]

@@ -8,7 +8,6 @@ their own (``lesson02-...``) and is deleted at the end, so the worker's group is
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 import uuid
@@ -21,6 +20,8 @@ import redis.asyncio as aioredis
 from services.core import keys
 from services.patterns import streams
 from services.patterns.envelope import Event
+
+from ..coroutines import run_async
 
 STREAM, CHANNEL = keys.stream("claims"), keys.channel("claims")
 
@@ -220,9 +221,7 @@ def kill_worker_mid_batch(redis_url: str, client: httpx.Client, batch: int = 10,
     were idle ``idle_ms`` (nothing to reclaim yet). Moment 3 is seen from inside worker-B's handler,
     after XAUTOCLAIM moved the dead worker's entries to B and before B acknowledged any. ``df.attrs``: the
     group's name, how many entries A read, how many B reclaimed, how many had been delivered twice."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a kernel already runs an event loop: use a thread
-        rows, facts = pool.submit(asyncio.run, _kill_mid_batch(redis_url, client, batch, handled_before_death,
-                                                               idle_ms)).result()
+    rows, facts = run_async(_kill_mid_batch(redis_url, client, batch, handled_before_death, idle_ms))
     df = pd.DataFrame(rows)
     df.attrs.update(facts)
     return df

@@ -7,7 +7,6 @@ and puts back what it found, so the lab is left as it was.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -21,7 +20,9 @@ from services.core.vocabulary import BALANCERS
 
 from .. import procs
 from ..auth import gateway_headers, service_client
-from . import PATHS, run_async
+from ..coroutines import run_async
+from ..traffic import Request, closed_loop, open_loop
+from . import PATHS
 
 @contextlib.contextmanager
 def gateway_admin(settings: Settings):
@@ -40,24 +41,12 @@ def set_strategy(settings: Settings, service: str, strategy: str) -> None:
 
 
 async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) -> list[dict]:
-    url, rows = settings.url_of("gateway") + path, []
+    """``n`` reads of ``path`` through the gateway, ``concurrency`` at a time (``labkit.traffic``'s closed loop)."""
+    read = Request("GET", path)
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True),
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        sent = 0
-
-        async def worker():
-            nonlocal sent
-            while sent < n:
-                seq, sent = sent, sent + 1
-                started = time.perf_counter()
-                async with session.get(url) as response:
-                    await response.read()
-                    rows.append({"seq": seq, "status": response.status,
-                                 "served_by": response.headers.get("x-served-by", "-"),
-                                 "latency_ms": (time.perf_counter() - started) * 1000})
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return rows
+        traffic = await closed_loop(session, settings.url_of("gateway"), lambda _: read, concurrency, requests=n)
+    return traffic.records
 
 
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
@@ -206,23 +195,9 @@ def cache_answers_in_words(cached: pd.DataFrame) -> str:
 
 
 async def _open_loop(settings: Settings, path: str, rate: float, seconds: float) -> list[dict]:
-    url, rows = settings.url_of("gateway") + path, []
+    read = Request("GET", path)
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
-        started = time.perf_counter()
-
-        async def one(t_s: float):
-            async with session.get(url) as response:
-                await response.read()
-                rows.append({"t_s": t_s, "status": response.status,
-                             "retry_after_s": response.headers.get("retry-after")})
-
-        tasks, n = [], 0
-        while (now := time.perf_counter() - started) < seconds:
-            tasks.append(asyncio.create_task(one(now)))
-            n += 1
-            await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
-        await asyncio.gather(*tasks)
-    return rows
+        return (await open_loop(session, settings.url_of("gateway"), lambda _: read, rate, seconds)).records
 
 
 def rate_limit_in_action(limit: int = 20, window_s: float = 1.0, rate: float = 40.0, seconds: float = 4.0,
@@ -237,7 +212,8 @@ def rate_limit_in_action(limit: int = 20, window_s: float = 1.0, rate: float = 4
             rows = run_async(_open_loop(settings, PATHS["customer"], rate, seconds))
         finally:
             admin.put("/admin/ratelimit", json=before).raise_for_status()
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).rename(columns={"intended_s": "t_s"})
+    df["retry_after_s"] = df["retry_after"].replace("", None)
     df["allowed"] = df["status"] != 429
     return df
 

@@ -7,8 +7,6 @@ lasted and what latency looked like around the fault.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 import time
 from typing import Callable
@@ -25,8 +23,9 @@ from services.patterns.envelope import Event, EventType
 from .. import procs
 from ..errors import PortBusyError
 from ..auth import gateway_headers
+from ..coroutines import run_async
 from ..lab import Lab, start_all, stop_all
-from . import run_async
+from ..traffic import Request, Traffic, open_loop
 
 
 def private_settings(run_dir: Path) -> Settings:
@@ -50,56 +49,30 @@ def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float | None = 
 
 async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | None]], rate: float,
                    duration_s: float, events: list[tuple[float, str, Callable[[], object]]],
-                   timeout_s: float) -> tuple[list[dict], list[dict]]:
-    rows, marks = [], []
-    loop = asyncio.get_running_loop()
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(base_url=settings.url_of("gateway"), timeout=timeout,
-                                     headers=gateway_headers(settings, ask_the_service=True)) as session:
-        async def one(intended: float, kind: str, method: str, path: str, body):
-            started = time.monotonic()
-            created = None
-            try:
-                async with session.request(method, path, json=body) as response:
-                    payload = await response.read()
-                    status = response.status
-                if status == 201:
-                    created = json.loads(payload).get("id")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                status = 599 if isinstance(exc, asyncio.TimeoutError) else 598
-            rows.append({"t_s": intended, "kind": kind, "path": f"{method} {path}", "status": status, "created": created,
-                         "latency_ms": (time.monotonic() - started) * 1000, "ok": status < 500})
+                   timeout_s: float) -> Traffic:
+    plan = [Request(method, path, body, "write" if method != "GET" else "read") for method, path, body in requests]
 
-        async def run_events(t0: float):
-            for at, label, action in events:
-                await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-                began = time.monotonic() - t0  # the moment the fault began, not when its helper returned
-                await loop.run_in_executor(None, action)
-                marks.append({"t_s": began, "end_s": time.monotonic() - t0, "event": label})
+    def created_id(_request: Request, status: int, body: bytes) -> dict:
+        return {"created": json.loads(body).get("id") if status == 201 else None}
 
-        t0 = time.monotonic()
-        event_task = asyncio.create_task(run_events(t0))
-        tasks = []
-        for i, (method, path, body) in zip(itertools.count(), itertools.cycle(requests)):
-            intended = i / rate
-            if intended >= duration_s:
-                break
-            await asyncio.sleep(max(0.0, t0 + intended - time.monotonic()))
-            kind = "write" if method != "GET" else "read"
-            tasks.append(asyncio.create_task(one(intended, kind, method, path, body)))
-        await asyncio.gather(*tasks)
-        await event_task
-    return rows, marks
+    async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
+        return await open_loop(session, settings.url_of("gateway"), lambda i: plan[i % len(plan)], rate, duration_s,
+                               timeout_s=timeout_s, on_answer=created_id, actions=events)
 
 
 def traffic_around_fault(settings: Settings, requests: list[tuple[str, str, dict | None]],
                          events: list[tuple[float, str, Callable[[], object]]], rate: float = 40,
                          duration_s: float = 8, timeout_s: float = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Send ``requests`` (method, path, json) round-robin at ``rate``/s for ``duration_s``; run each
-    ``(at_s, label, action)`` event on schedule. Returns (one row per request, one row per event: ``t_s`` when
-    the action began, ``end_s`` when it returned — a restart takes a while)."""
-    rows, marks = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s))
-    return pd.DataFrame(rows).sort_values("t_s").reset_index(drop=True), pd.DataFrame(marks)
+    """Send ``requests`` (method, path, json) round-robin at ``rate``/s for ``duration_s`` (the open loop of
+    ``labkit.traffic``); run each ``(at_s, label, action)`` event on schedule. Returns (one row per request:
+    ``t_s`` its intended send time, ``kind`` read or write, ``path`` as "METHOD /path", ``status`` and
+    ``error`` as ``labkit.traffic`` names them, ``ok``, ``latency_ms`` from the intended time, ``created``: the
+    id a 201 answered; one row per event: ``t_s`` when the action began, ``end_s`` when it returned — a
+    restart takes a while)."""
+    traffic = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s))
+    rows = traffic.frame().rename(columns={"intended_s": "t_s", "label": "kind"})
+    rows["path"] = rows["method"] + " " + rows["path"]
+    return rows.sort_values("t_s").reset_index(drop=True), pd.DataFrame(traffic.marks)
 
 
 def audit_claims(redis_client, claim_ids: list[str]) -> pd.DataFrame:
@@ -177,7 +150,7 @@ def squeeze_memory(lab: Lab, eviction_policy: str, policy_id: str, claims: int =
     stored = [c["id"] for c in _claims_of(lab, policy_id) if c.get("description") == marker]
     audit, _ = wait_for_audit(client, stored, timeout_s=audit_timeout_s) if stored else (
         pd.DataFrame(columns=["claim", "submitted_events"]), 0.0)
-    return {"policy": eviction_policy, "before": before, "after": after, "ballast_refused": refused,
+    return {"policy": eviction_policy, "before": before, "after": after, "ballast": ballast, "ballast_refused": refused,
             "answers": pd.DataFrame(answers, columns=["status", "id", "error"]), "stored": stored,
             "with_event": int((audit["submitted_events"] == 1).sum())}
 
@@ -192,8 +165,15 @@ def _claims_of(lab: Lab, policy_id: str) -> list[dict]:
         offset += 100
 
 
-STATUS_MEANING = {599: "timed out", 598: "connection failed", 502: "502 bad gateway", 503: "503 unavailable",
-                  504: "504 gateway timeout", 500: "500 error"}
+#: How a failed request failed, in words: ``labkit.traffic``'s transport errors, then the 5xx answers.
+OUTCOME_MEANING = {"timeout": "timed out", "connect_error": "connection failed", "disconnected": "connection dropped",
+                   "client_error": "failed in the client", 502: "502 bad gateway", 503: "503 unavailable",
+                   504: "504 gateway timeout", 500: "500 error"}
+
+
+def outcome(requests: pd.DataFrame) -> pd.Series:
+    """Each request's outcome as one value: its transport error's name if it got no answer, else its status."""
+    return requests["error"].where(requests["error"] != "", requests["status"])
 
 
 def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float = 3,
@@ -204,9 +184,9 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     the fault began (failures before it are counted apart)."""
     failed = requests[~requests["ok"]]
     worst = requests["latency_ms"].max() / 1000
-    how = failed.groupby(["kind", "status"]).size()
+    how = failed.groupby([failed["kind"], outcome(failed).rename("outcome")]).size()
     lines = [f"{len(failed)} of {len(requests)} requests failed"
-             + (": " + ", ".join(f"{n} {kind}s {STATUS_MEANING.get(status, status)}" for (kind, status), n in how.items())
+             + (": " + ", ".join(f"{n} {kind}s {OUTCOME_MEANING.get(what, what)}" for (kind, what), n in how.items())
                 if len(failed) else "")]
     if began_s is not None and (early := int((failed["t_s"] < began_s).sum())):
         lines.append(f"{early} of these failed BEFORE the fault began at {began_s:.2f} s: the lab had not recovered "
@@ -217,7 +197,7 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
             lines.append(f"NOT what the lesson expects: {n} {kind}s failed, where {kind}s should keep working through "
                          "this fault" + (f" — they waited past the {timeout_s:g} s timeout: the fallback was slower "
                                          "than the timeout in this run (on a machine busy with other work everything is slower: run it again)"
-                                         if (failed.loc[failed['kind'] == kind, 'status'] == 599).all() else ""))
+                                         if (failed.loc[failed['kind'] == kind, 'error'] == "timeout").all() else ""))
         elif (requests["kind"] == kind).any():
             lines.append(f"every {kind} succeeded, as the lesson expects")
     lines += [
@@ -231,3 +211,57 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     else:
         lines.append("no claim was committed during this run, so the audit check has nothing to check")
     return "\n".join(lines)
+
+
+def requests_by_kind(requests: pd.DataFrame) -> pd.DataFrame:
+    """Per kind of request (read, write): how many were sent and failed, median and slowest latency (ms)."""
+    by_kind = requests.groupby("kind").agg(sent=("status", "size"), failed=("ok", lambda s: int((~s).sum())),
+                                           p50_ms=("latency_ms", "median"), worst_ms=("latency_ms", "max"))
+    return by_kind.round(1)
+
+
+def window_medians(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Median latency per path, for requests due while a knob was on and outside that window. The window runs
+    from the moment the first event's action *returned* (the knob took effect) to the moment the second
+    event's action *began* (it was being turned back), as measured; ``df.attrs``: ``on_s``, ``off_s``."""
+    on, off = events["end_s"].iloc[0], events["t_s"].iloc[1]
+    window = requests["t_s"].between(on, off).map({True: "during", False: "outside"})
+    medians = requests.groupby(["path", window])["latency_ms"].median().unstack().reindex(
+        columns=["during", "outside"])
+    medians.attrs.update(on_s=on, off_s=off)
+    return medians
+
+
+def slowdown_in_words(medians: pd.DataFrame, threshold_ms: float = 20) -> str:
+    """Which paths were slower by more than ``threshold_ms`` (median) while the knob was on."""
+    slowed = (medians["during"] - medians["outside"]).loc[lambda d: d > threshold_ms]
+    return (f"knob on from {medians.attrs['on_s']:.2f} s to {medians.attrs['off_s']:.2f} s; median slower by more "
+            f"than {threshold_ms:g} ms during it: "
+            + (", ".join(f"{p} (+{d:.0f} ms)" for p, d in slowed.items()) or "none")
+            + ("" if medians["during"].notna().any() else " (no request was sent while it was on: a busy machine)"))
+
+
+def eviction_table(runs: dict[str, dict]) -> pd.DataFrame:
+    """``squeeze_memory`` runs by eviction policy -> one row per (policy, kind of key): before, after."""
+    return pd.DataFrame({(name, kind): {"before": run["before"][kind], "after": run["after"][kind]}
+                         for name, run in runs.items() for kind in run["before"]}).T
+
+
+def squeeze_in_words(run: dict) -> str:
+    """What one ``squeeze_memory`` run did: ballast refused, keys gone, claims committed, failed (and how),
+    held by the system of record, and how many of those got their event once memory was back."""
+    answers = run["answers"]
+    ok = int((answers["status"] == 201).sum())
+    failed = answers[answers["status"] != 201]
+    why = ", ".join(f"{n} x {status} {error}" for (status, error), n in
+                    failed.fillna({"error": "-"}).groupby(["status", "error"]).size().items())
+    lost = {kind: run["before"][kind] - run["after"][kind] for kind in run["before"]
+            if run["after"][kind] < run["before"][kind]}
+    stored = len(run["stored"])
+    return (f"{run['policy']}: Redis refused {run['ballast_refused']} of {run['ballast']} ballast writes; keys gone: "
+            f"{', '.join(f'{n} {kind}' for kind, n in lost.items()) or 'none'}.\n"
+            f"  claims: {ok} of {len(answers)} committed (201)" + (f"; failed: {why}" if len(failed) else "")
+            + f". The system of record holds {stored}"
+            + (f" — {stored - ok} written although their request failed" if stored > ok else
+               " — every failed request was refused cleanly, nothing half-written" if len(failed) else "")
+            + f"; {run['with_event']} of {stored} got their claim.submitted event once memory was back.")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable
 
 import httpx
 import pandas as pd
+import redis
 import redis.asyncio as aioredis
 
 from services.core import keys
 from services.patterns import sessions
 
-from . import run_async
+from ..coroutines import run_async
 
 
 async def _ttl_timeline(redis_url: str, idle_s: float, absolute_s: float, duration_s: float, touch_every_s: float,
@@ -59,3 +61,18 @@ def brute_force(gateway_url: str, username: str, guesses: list[str]) -> pd.DataF
                          "latency_ms": (time.perf_counter() - started) * 1000,
                          "answer": response.json().get("error", {}).get("code", "logged in")})
     return pd.DataFrame(rows)
+
+
+def what_redis_answers(attempts: dict[str, Callable[[], object]]) -> pd.DataFrame:
+    """Run each attempt (a Redis call made as some service's user) and say what Redis answered: ``allowed``,
+    or ``refused: <the server's NOPERM message>``. Any other error is not an answer about permissions and
+    is raised."""
+
+    def answer(attempt) -> str:
+        try:
+            attempt()
+        except redis.exceptions.NoPermissionError as refused:
+            return f"refused: {refused}"
+        return "allowed"
+
+    return pd.DataFrame([{"attempt": what, "Redis answers": answer(attempt)} for what, attempt in attempts.items()])

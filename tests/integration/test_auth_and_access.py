@@ -1,11 +1,9 @@
 """Lesson 04 at the HTTP level: logins, sessions in Redis, and who may see and do what."""
 
-import os
 
 import httpx
 import pytest
 
-from labkit import procs
 from services.core import keys
 from services.patterns.identity import sign_identity
 from services.patterns.sessions import session_key
@@ -168,12 +166,10 @@ def test_a_forged_x_forwarded_for_does_not_split_the_client_counter(anonymous, r
         r.delete(counter, keys.login_attempts("account", "nobody-here"))
 
 
-def test_a_session_works_through_another_gateway_instance(login, settings, lab, tmp_path):
+def test_a_session_works_through_another_gateway_instance(login, lab):
     """Log in through the lab's gateway, use the session through a second gateway process."""
     alice = login("alice")
-    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_RUN_DIR=str(settings.run_dir),
-               LAB_INTERNAL_SECRET=settings.shared_secret())
-    proc, port = procs.start_service_on_free_port("gateway", env, tmp_path / "gw2.log", name="gateway-2")
+    proc, port = lab.start_beside("gateway", name="gateway-2")
     try:
         other = httpx.get(f"http://127.0.0.1:{port}/api/customers/CUS-000001",
                           cookies={"lab_session": alice.cookies["lab_session"]}, timeout=5)

@@ -2,7 +2,6 @@
 and reads that still answer when Redis is unreachable."""
 
 import json
-import os
 
 import httpx
 import pytest
@@ -190,9 +189,8 @@ def test_metrics_are_prometheus_text(direct, new_policy):
 
 
 def _spawn_customer(tmp_path, settings, **env_overrides):
-    env = dict(os.environ, LAB_RUN_DIR=str(settings.run_dir), LAB_INTERNAL_SECRET=settings.shared_secret(),
-               **env_overrides)
-    proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "customer.log")
+    overrides = dict(LAB_RUN_DIR=str(settings.run_dir), LAB_INTERNAL_SECRET=settings.shared_secret(), **env_overrides)
+    proc, port = procs.start_service("customer", tmp_path / "customer.log", overrides)
     return proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings, "customer"), timeout=10)
 
 

@@ -8,7 +8,6 @@ something happens, never how fast (the notebooks and benchmarks measure that).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 
@@ -216,9 +215,9 @@ def test_services_find_each_other_in_the_registry_too(api, settings, new_policy)
 
 
 def test_service_starts_and_answers_while_redis_is_unreachable(tmp_path, settings):
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{procs.free_port()}", LAB_RUN_DIR=str(tmp_path),
-               LAB_INTERNAL_SECRET=settings.shared_secret())
-    proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "c.log")
+    overrides = dict(REDIS_URL=f"redis://127.0.0.1:{procs.free_port()}", LAB_RUN_DIR=str(tmp_path),
+                     LAB_INTERNAL_SECRET=settings.shared_secret())
+    proc, port = procs.start_service("customer", tmp_path / "c.log", overrides)
     try:
         health = procs.get_health(f"http://127.0.0.1:{port}")
         assert health["status"] == "degraded" and health["redis"]["ok"] is False

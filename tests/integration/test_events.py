@@ -1,7 +1,6 @@
 """Lesson 02 on the running lab: every write's event, the claims audit trail, the worker, the subscribers,
 and the outbox holding events while Redis is down."""
 
-import os
 import time
 
 import httpx
@@ -158,12 +157,12 @@ def test_writes_commit_while_redis_is_down_and_their_events_arrive_after(setting
     """A private Redis and a private customer service: stop Redis, write, start Redis, see the outbox drain."""
     private = Settings(_env_file=None, run_dir=tmp_path, redis_port=procs.free_port())
     server = redis_server.start(private, detached=False)
-    env = dict(os.environ, REDIS_URL=server.url, LAB_RUN_DIR=str(tmp_path),
-               LAB_INTERNAL_SECRET=settings.shared_secret(), LAB_REDIS_PORT=str(private.redis_port))
+    overrides = dict(REDIS_URL=server.url, LAB_RUN_DIR=str(tmp_path),
+                     LAB_INTERNAL_SECRET=settings.shared_secret(), LAB_REDIS_PORT=str(private.redis_port))
     proc = client = None
     body = {"name": "Offline Olga", "email": "olga@example.com", "date_of_birth": "1970-01-01"}
     try:
-        proc, port = procs.start_service_on_free_port("customer", env, tmp_path / "customer.log")
+        proc, port = procs.start_service("customer", tmp_path / "customer.log", overrides)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=ServiceAuth(settings, "customer"),
                               timeout=10)
         redis_server.stop(private)

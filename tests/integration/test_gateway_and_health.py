@@ -1,7 +1,6 @@
 """The gateway routes with path and query intact, reports each service's health, and names a dead one."""
 
 import http.client
-import os
 import time
 
 import httpx
@@ -89,10 +88,9 @@ def test_openapi_docs_are_served(direct, name):
 def test_a_down_service_gives_502_naming_it(settings, lab, tmp_path):
     """A second gateway (static upstreams: the settings ports, not the registry) whose policy port has
     nothing behind it: the error must name the policy service."""
-    env = dict(os.environ, REDIS_URL=lab.redis.url, LAB_POLICY_PORT=str(procs.free_port()),
-               LAB_GATEWAY_DISCOVERY="static",
-               LAB_RUN_DIR=str(tmp_path), LAB_INTERNAL_SECRET=settings.shared_secret())
-    proc, port = procs.start_service_on_free_port("gateway", env, tmp_path / "gw.log")
+    overrides = dict(REDIS_URL=lab.redis.url, LAB_POLICY_PORT=str(procs.free_port()), LAB_GATEWAY_DISCOVERY="static",
+                     LAB_RUN_DIR=str(tmp_path), LAB_INTERNAL_SECRET=settings.shared_secret())
+    proc, port = procs.start_service("gateway", tmp_path / "gw.log", overrides)
     try:
         response = httpx.get(f"http://127.0.0.1:{port}/api/policies/POL-000001", timeout=5,
                              headers=gateway_headers(settings))
