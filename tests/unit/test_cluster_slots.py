@@ -34,8 +34,6 @@ def _slots(key_list: list[str]) -> set[int]:
 
 #: call site (file, the script or MULTI) -> the keys one call receives, for a sample id
 CALL_SITES = {
-    ("patterns/cache.py", "FILL_IF_GENERATION"):
-        lambda i: [keys.cache_entity("policy", i), keys.cache_generation("policy", i)],
     ("patterns/coherence.py", "FILL_IF_GENERATION"):
         lambda i: [keys.cache_entity("customer", i), keys.cache_generation("customer", i)],
     ("patterns/coherence.py", "RELEASE_LOCK"): lambda i: [keys.cache_lock("policy", i)],

@@ -7,8 +7,7 @@ not run — a copy, a lookalike, a function nobody calls any more — fails here
 
 Each row: the notebook, the expression it passes to ``inspect.getsource``, the service function that runs it
 (``path:Qualified.name``), and the call in that function's body (``module.function`` as the caller's module
-imports it, or ``variable.method`` with ``instance_types`` naming what the variable can hold). Add lesson 04
-as one more row.
+imports it, or ``variable.method`` with ``instance_types`` naming what the variable can hold).
 """
 
 from __future__ import annotations
@@ -49,6 +48,8 @@ LESSONS = [
     ShownSource("02_events", "streams.consume_once", "services/worker/main.py:consume_forever", "consume_once"),
     # 02: the claims service's outbox relay (started by the wiring layer) runs relay_once
     ShownSource("02_events", "outbox.relay_once", "services/patterns/outbox.py:run_relay", "relay_once"),
+    # 04: the gateway's login route creates the session with the lesson's create_session
+    ShownSource("04_sessions", "sessions.create_session", "services/auth/routes.py:login", "sessions.create_session"),
     # 05: the gateway asks the balancer of the service for an instance
     ShownSource("05_gateway", "loadbalance.LeastOutstanding.pick", "services/gateway/upstreams.py:Upstreams.pick",
                 "balancer.pick", _every_balancer_class),
