@@ -37,6 +37,11 @@ def _node_client(r: RedisCluster, node) -> aioredis.Redis:
                           socket_connect_timeout=kw.get("socket_connect_timeout"), single_connection_client=True)
 
 
+def replicas_known(r: RedisCluster, key: str) -> int:
+    """How many replicas the slot map (as the client last read it) lists for the primary of ``key``."""
+    return len(r.nodes_manager.slots_cache.get(r.keyslot(key), [None])) - 1
+
+
 async def eval_replicated(r: RedisCluster, script: str, calls: list[tuple[list[str], list]], replicas: int,
                           timeout_ms: int) -> list:
     """EVAL ``script`` once per ``(keys, args)`` on the primary owning the keys, then ``WAIT`` there.
@@ -47,6 +52,7 @@ async def eval_replicated(r: RedisCluster, script: str, calls: list[tuple[list[s
     by_node: dict = defaultdict(list)
     for index, (call_keys, args) in enumerate(calls):
         by_node[r.get_node_from_key(call_keys[0])].append((index, call_keys, args))
+    replicas_of = {node: replicas_known(r, node_calls[0][1][0]) for node, node_calls in by_node.items()}
     results: list = [None] * len(calls)
     for node, node_calls in by_node.items():
         client = _node_client(r, node)
@@ -54,16 +60,19 @@ async def eval_replicated(r: RedisCluster, script: str, calls: list[tuple[list[s
             pipe = client.pipeline(transaction=False)
             for _, call_keys, args in node_calls:
                 pipe.eval(script, len(call_keys), *call_keys, *args)
-            pipe.execute_command("WAIT", replicas, timeout_ms)
+            # A primary whose replica was promoted away has none left to wait for: the cluster runs without
+            # redundancy for those slots until a replica is added, and waiting would block the outbox for good.
+            wanted = min(replicas, replicas_of[node])
+            pipe.execute_command("WAIT", wanted, timeout_ms if wanted else 0)
             *answers, acknowledged = await pipe.execute()
         except (ConnectionError, OSError, RedisError):
             await r.nodes_manager.initialize()  # the slot map may be stale (a failover): read it again
             raise
         finally:
             await client.aclose()
-        if int(acknowledged) < replicas:
+        if int(acknowledged) < wanted:
             raise NotReplicated(f"{node.host}:{node.port} wrote {len(node_calls)} event(s) but {acknowledged} of "
-                                f"{replicas} replica(s) acknowledged them within {timeout_ms} ms")
+                                f"{wanted} replica(s) acknowledged them within {timeout_ms} ms")
         for (index, _, _), answer in zip(node_calls, answers):
             results[index] = answer
     return results
