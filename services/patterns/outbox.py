@@ -30,6 +30,7 @@ from services.core import keys
 from services.core.redis_client import REDIS_DOWN
 
 from .envelope import Event, utc_timestamp
+from .trace_context import publishing
 
 log = logging.getLogger("lab.outbox")
 
@@ -119,16 +120,18 @@ async def relay_once(r: aioredis.Redis, conn: sqlite3.Connection, batch: int = 1
     if not rows:
         return 0
     script = r.register_script(PUBLISH_ONCE)
-    calls = [_publish_args(row["payload"], Event.from_json(row["payload"]).type, row["subject"], row["topic"],
-                           dedupe_ttl_s, maxlen) for row in rows]
-    if pipelined:
-        async with r.pipeline(transaction=False) as pipe:
+    events = [Event.from_json(row["payload"]) for row in rows]
+    calls = [_publish_args(row["payload"], event.type, row["subject"], row["topic"], dedupe_ttl_s, maxlen)
+             for row, event in zip(rows, events)]
+    with publishing(events):  # each event's "publish" span joins the trace of the request that wrote it
+        if pipelined:
+            async with r.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    await script(**call, client=pipe)
+                await pipe.execute()
+        else:
             for call in calls:
-                await script(**call, client=pipe)
-            await pipe.execute()
-    else:
-        for call in calls:
-            await script(**call)
+                await script(**call)
     mark_sent(conn, [row["seq"] for row in rows], utc_timestamp())
     return len(rows)
 

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from services.core.redis_client import REDIS_DOWN
 
 from .envelope import Event
+from .trace_context import continue_trace
 
 log = logging.getLogger("lab.subscriber")
 
@@ -40,7 +41,9 @@ async def subscribe_forever(r: aioredis.Redis, channels: list[str], on_event: Ca
                 if message is None:
                     continue
                 try:
-                    await on_event(Event.from_json(message["data"]))
+                    event = Event.from_json(message["data"])
+                    with continue_trace(event, "receive"):  # the writer's trace, continued (trace_context.py)
+                        await on_event(event)
                 except Exception:  # noqa: BLE001 - one bad message must not end the subscription
                     log.exception("subscriber: could not handle a message on %s", message.get("channel"))
         except (*REDIS_DOWN, RedisError) as exc:

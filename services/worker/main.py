@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
+from opentelemetry import trace
 from redis.exceptions import RedisError
 
 from services.core import keys
@@ -38,6 +39,7 @@ async def triage_claim(app: FastAPI, event: Event) -> None:
     if await r.exists(done):
         return
     score = risk_score(event)
+    trace.get_current_span().set_attribute("lab.risk_score", score)  # on the "process" span (lesson 10)
     await r.hset(keys.risk_scores(), event.subject, score)
     if score >= s.worker_review_threshold:
         path = f"/claims/{event.subject}/status"
