@@ -8,13 +8,14 @@ import json
 
 from google.protobuf import json_format
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from labkit import traces
-from services.platform.tracing import OtlpJsonFile
+from services.platform.tracing import OtlpJsonFile, otlp_json
 
 
 def _provider(path, max_bytes=1_000_000):
@@ -90,3 +91,41 @@ def test_a_span_file_is_rotated_at_its_size_cap(tmp_path):
     newest = traces.load(run_dir=tmp_path)
     assert "claim.submitted process 59" in set(newest["name"]), "the newest spans were rotated away"
     assert "claim.submitted process 0" not in set(newest["name"]), "the oldest spans should be gone"
+
+
+class Kept(SpanExporter):
+    """Keeps the finished spans, to encode them both ways below."""
+
+    def __init__(self):
+        self.spans = []
+
+    def export(self, spans):
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_the_lab_encoder_gives_the_same_message_as_the_otlp_exporters_protobuf_encoder():
+    kept = Kept()
+    provider = TracerProvider(resource=Resource.create({"service.name": "worker",
+                                                        "service.instance.id": "worker-3004-beef"}))
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    tracer = provider.get_tracer("lab.events", "1.0")
+    with tracer.start_as_current_span("claim.submitted process", kind=trace.SpanKind.CONSUMER,
+                                      attributes={"lab.risk_score": 0.8, "lab.entity.id": "CLM-000001",
+                                                  "http.status_code": 200, "ok": True,
+                                                  "http.response.header.x_cache": ("HIT",)}) as parent:
+        parent.add_event("retry", {"attempt": 2})
+        with provider.get_tracer("other").start_as_current_span(
+                "GET", kind=trace.SpanKind.CLIENT, links=[trace.Link(parent.get_span_context(), {"why": "test"})]) as child:
+            child.set_status(trace.Status(trace.StatusCode.ERROR, "refused"))
+    provider.shutdown()
+    ours = traces.parse_request(json.dumps(otlp_json(kept.spans)))
+    reference = encode_spans(kept.spans)  # opentelemetry-exporter-otlp-proto-common's own encoder
+    for message in (ours, reference):  # the trace flags field is optional in OTLP; the lab does not write it
+        for rs in message.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    span.ClearField("flags")
+                    for link in span.links:
+                        link.ClearField("flags")
+    assert json_format.MessageToDict(ours) == json_format.MessageToDict(reference)
