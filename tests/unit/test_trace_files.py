@@ -129,3 +129,18 @@ def test_the_lab_encoder_gives_the_same_message_as_the_otlp_exporters_protobuf_e
                     for link in span.links:
                         link.ClearField("flags")
     assert json_format.MessageToDict(ours) == json_format.MessageToDict(reference)
+
+
+def test_otel_sdk_disabled_installs_nothing(monkeypatch, tmp_path):
+    """``OTEL_SDK_DISABLED=true`` as OpenTelemetry documents it: no provider, no middleware, no files."""
+    from services.core.settings import Settings
+    from services.platform.tracing import start_tracing, traced_asgi
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert start_tracing("policy", "policy-3001-ab12", Settings(run_dir=tmp_path)) is None
+
+    async def app(scope, receive, send):
+        pass
+
+    assert traced_asgi(app, None) is app
+    assert not (tmp_path / "traces").exists()
