@@ -55,7 +55,8 @@ from services.core.settings import Settings
 log = logging.getLogger("lab.tracing")
 
 TRACE_ID_HEADER = "X-Trace-Id"
-# Response headers the lab writes anyway; the server span keeps them as http.response.header.<name>.
+# Response headers the lab writes anyway; the server span keeps them as http.response.header.<name>
+# (X-Request-ID is on every answer, so the request's copy is not captured too).
 LAB_RESPONSE_HEADERS = ["x-request-id", "x-cache", "x-gateway-cache", "x-served-by"]
 UNTRACED_PATHS = "/health$,/metrics$,/stats$"  # polled all the time; OTEL_PYTHON_ASGI_EXCLUDED_URLS overrides
 
@@ -109,7 +110,6 @@ def traced_asgi(app, provider: TracerProvider | None):
         app, tracer_provider=provider, exclude_spans=["receive", "send"],  # no span per ASGI message
         excluded_urls=os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS")
         or os.environ.get("OTEL_PYTHON_EXCLUDED_URLS") or UNTRACED_PATHS,
-        http_capture_headers_server_request=["x-request-id"],
         http_capture_headers_server_response=LAB_RESPONSE_HEADERS)
 
 
