@@ -773,3 +773,28 @@ def layer_shares(shares: pd.DataFrame, title: str = "Where a cached read's CPU t
     ax.set_xlabel("share of CPU samples (%)")
     ax.set_title(title)
     return _finish(fig)
+
+
+def waterfall(df: pd.DataFrame, title: str | None = None):
+    """Lesson 10: one trace as a waterfall (``labkit.traces.load``): a bar per span from its start to its
+    end on the trace's time axis, indented under its parent, coloured by the service it ran in."""
+    services = list(dict.fromkeys(df["service"]))
+    colours = dict(zip(services, itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])))
+    total = float((df["start_ms"] + df["duration_ms"]).max()) or 1.0
+    fig, ax = _figure(height=0.28 * len(df) + 1.6, width=10)
+    rows = np.arange(len(df))
+    # a span too short to see still gets a sliver (0.3 % of the trace), so each row shows where it happened
+    ax.barh(rows, np.maximum(df["duration_ms"], total * 0.003), left=df["start_ms"], height=0.7,
+            color=[colours[s] for s in df["service"]])
+    names = ["  " * int(depth) + textwrap.shorten(name, 38, placeholder="…")
+             for depth, name in zip(df["depth"], df["name"])]
+    ax.set_yticks(rows, names, fontsize=8, family="monospace", ha="left")
+    # left-aligned, so the indent shows: the labels start a fixed distance left of the axis
+    ax.yaxis.set_tick_params(pad=0.65 * 8 * max(len(n) for n in names) + 12)
+    ax.set_ylim(len(df) - 0.5, -0.5)  # the first span on top
+    ax.set_xlim(0, total * 1.02)
+    ax.set_xlabel("time since the trace started (ms)")
+    ax.set_ylabel("span (indented under its parent)")
+    ax.grid(axis="y", visible=False)
+    ax.set_title(title or f"Trace {df['trace_id'].iloc[0][:12]}…: {len(df)} spans, {total:.1f} ms")
+    return _finish(fig, [Patch(color=colours[s], label=s) for s in services], title="service")

@@ -12,6 +12,7 @@ from services.core.settings import PROJECT_ROOT, SERVICE_NAMES, get_settings
 from . import lab as lab_module
 from .errors import LabkitError
 from .tables import text_table
+from .traces import add_trace_command
 
 
 def cmd_start_all(args) -> int:
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", cmd_bench, "run every benchmark with short durations; one table of figures vs targets")
     p.add_argument("--seconds", type=float, default=2.0, help="measuring time per contender (default 2)")
     p.add_argument("--only", nargs="*", help="only these benchmarks (e.g. gateway_hop load_targets)")
+    add_trace_command(add)  # labkit trace ID | --last (lesson 10)
     return parser
 
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # labkit's bench: pidfiles, logs, the SQLite files, the Redis state file.
     run_dir: Path = PROJECT_ROOT / ".lab"
 
+    # Tracing (lesson 10, services/platform/tracing.py): spans go to <run_dir>/traces/<instance>.jsonl (OTLP
+    # JSON); past this size the file is rotated to .1 (one old generation kept), so a process holds at most
+    # twice this on disk. The standard OTEL_* variables choose sampling, a collector, or no tracing at all.
+    trace_file_max_bytes: int = 8 * 1024 * 1024
+
     # The system of record is a "slow core insurance system": this many ms are added to every query.
     sor_latency_ms: float = 0.0
 

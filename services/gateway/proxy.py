@@ -45,7 +45,7 @@ HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-autho
               b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length",
               b"authorization", b"cookie", b"x-lab-identity"}  # credentials stop at the gateway
 # Headers the gateway's own server writes on the way out; the upstream's copies would be duplicates.
-SET_BY_GATEWAY = HOP_BY_HOP | {b"date", b"server"}
+SET_BY_GATEWAY = HOP_BY_HOP | {b"date", b"server", b"x-trace-id"}  # (the trace id: the gateway's span's)
 
 
 def _text_header(scope, name: bytes) -> str | None:

@@ -5,6 +5,8 @@
 
 ``id`` makes handling idempotent (a consumer that sees the same id twice skips it), ``subject`` is the
 entity the event is about, ``version`` is the envelope's schema version. Shaped after CloudEvents.
+``traceparent`` (present when tracing is on) is the W3C trace context of the request that made the event,
+so its handlers continue that trace (``trace_context.py``, CloudEvents' distributed-tracing extension).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
+
+from .trace_context import current_traceparent
 
 ENVELOPE_VERSION = 1
 
@@ -50,9 +54,13 @@ class Event:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     time: str = field(default_factory=_now)
     version: int = ENVELOPE_VERSION
+    traceparent: str | None = field(default_factory=current_traceparent)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        fields = asdict(self)
+        if fields["traceparent"] is None:
+            del fields["traceparent"]
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Event":
@@ -69,4 +77,5 @@ class Event:
         if not isinstance(raw.get("data", {}), dict):
             raise ValueError("data must be an object")
         known = {k: raw[k] for k in ("id", "type", "source", "time", "subject", "data", "version") if k in raw}
-        return cls(**known)
+        traceparent = raw.get("traceparent")
+        return cls(**known, traceparent=traceparent if isinstance(traceparent, str) else None)

@@ -30,6 +30,7 @@ from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 
 from .envelope import Event, utc_timestamp
 from .replicated import eval_replicated, is_cluster
+from .trace_context import publishing
 
 log = logging.getLogger("lab.outbox")
 
@@ -120,23 +121,25 @@ async def relay_once(r: aioredis.Redis, conn: sqlite3.Connection, batch: int = 1
     rows = unsent_rows(conn, batch)
     if not rows:
         return 0
-    calls = [_publish_args(row["payload"], Event.from_json(row["payload"]).type, row["subject"], row["topic"],
-                           dedupe_ttl_s, maxlen) for row in rows]
-    if replicas and is_cluster(r):
-        await eval_replicated(r, PUBLISH_ONCE, [(call["keys"], call["args"]) for call in calls], replicas,
-                              replica_timeout_ms)
-    elif pipelined:
-        # EVAL with the script's text, not EVALSHA: a cluster pipeline refuses EVALSHA (a node may not have
-        # the script cached, and the client cannot reload it mid-pipeline); the server caches the compiled
-        # script by its hash either way.
-        async with r.pipeline(transaction=False) as pipe:
+    events = [Event.from_json(row["payload"]) for row in rows]
+    calls = [_publish_args(row["payload"], event.type, row["subject"], row["topic"], dedupe_ttl_s, maxlen)
+             for row, event in zip(rows, events)]
+    with publishing(events):  # each event's "publish" span joins the trace of the request that wrote it
+        if replicas and is_cluster(r):
+            await eval_replicated(r, PUBLISH_ONCE, [(call["keys"], call["args"]) for call in calls], replicas,
+                                  replica_timeout_ms)
+        elif pipelined:
+            # EVAL with the script's text, not EVALSHA: a cluster pipeline refuses EVALSHA (a node may not
+            # have the script cached, and the client cannot reload it mid-pipeline); the server caches the
+            # compiled script by its hash either way.
+            async with r.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.eval(PUBLISH_ONCE, len(call["keys"]), *call["keys"], *call["args"])
+                await pipe.execute()
+        else:
+            script = r.register_script(PUBLISH_ONCE)
             for call in calls:
-                pipe.eval(PUBLISH_ONCE, len(call["keys"]), *call["keys"], *call["args"])
-            await pipe.execute()
-    else:
-        script = r.register_script(PUBLISH_ONCE)
-        for call in calls:
-            await script(**call)
+                await script(**call)
     mark_sent(conn, [row["seq"] for row in rows], utc_timestamp())
     return len(rows)
 

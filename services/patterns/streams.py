@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from .envelope import Event
+from .trace_context import continue_trace
 
 log = logging.getLogger("lab.streams")
 
@@ -99,7 +100,8 @@ async def _handle_entry(r, stream, group, entry_id, fields, handler, dead_key, m
         stats.dead_lettered += 1
         return
     try:
-        await handler(event)
+        with continue_trace(event, "process"):  # the request that made the event, continued (trace_context.py)
+            await handler(event)
     except PoisonEvent as exc:
         await dead_letter(r, stream, group, dead_key, entry_id, fields, f"unusable {event.type}: {exc}", 1)
         stats.dead_lettered += 1

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from services.core.redis_client import REDIS_DOWN, REDIS_DOWN_OR_REFUSING
 
 from .envelope import Event
+from .trace_context import continue_trace
 
 log = logging.getLogger("lab.subscriber")
 
@@ -39,7 +40,9 @@ async def subscribe_forever(r: aioredis.Redis, channels: list[str], on_event: Ca
                 if message is None:
                     continue
                 try:
-                    await on_event(Event.from_json(message["data"]))
+                    event = Event.from_json(message["data"])
+                    with continue_trace(event, "receive"):  # the writer's trace, continued (trace_context.py)
+                        await on_event(event)
                 except Exception:  # noqa: BLE001 - one bad message must not end the subscription
                     log.exception("subscriber: could not handle a message on %s", message.get("channel"))
         except REDIS_DOWN_OR_REFUSING as exc:

@@ -33,6 +33,7 @@ from .knobs import Knobs, knobs_router
 from .middleware import BodyLimit, RequestContext, loggable
 from .peers import PeerDirectory
 from .state import AppState
+from .tracing import fastapi_options, start_tracing, stop_tracing, traced_asgi
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -105,11 +106,12 @@ def configure_logging() -> None:
 
 
 def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int | None = None,
-               instance_id: str | None = None) -> RequestContext:
+               instance_id: str | None = None):
     """The service as one ASGI app: request context and body limit, the spec's front handlers, FastAPI."""
     settings = settings or get_settings()
     port = port or settings.port_of(spec.name)
     instance_id = instance_id or new_instance_id(spec.name, port)
+    tracer_provider = start_tracing(spec.name, instance_id, settings)  # lesson 10; None under OTEL_SDK_DISABLED
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,9 +143,10 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
             await app.state.redis.aclose()
             if app.state.db:
                 app.state.db.close()
+            stop_tracing()  # the spans still queued are written before the process ends
 
     app = FastAPI(title=f"{spec.name} service", version=settings.version, description=spec.description,
-                  lifespan=lifespan)
+                  lifespan=lifespan, **fastapi_options())
     app.state = spec.state(service=spec.name, settings=settings, instance_id=instance_id, port=port,
                            started_at=time.time(), knobs=Knobs(sor_latency_ms=settings.sor_latency_ms))
 
@@ -160,4 +163,6 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         entry = handler(entry, state=app.state, **options)
     # Outermost, around the front handlers too: every request gets its id and its log line, and no body
     # over the limit reaches anything.
-    return RequestContext(BodyLimit(entry, max_bytes=settings.max_body_bytes), service=spec.name)
+    # Around all of it, the tracing middleware: the server span of every hop (lesson 10).
+    return traced_asgi(RequestContext(BodyLimit(entry, max_bytes=settings.max_body_bytes), service=spec.name),
+                       tracer_provider)

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from opentelemetry import trace
 
 from services.core import keys
 from services.core.redis_client import REDIS_DOWN, REDIS_DOWN_OR_REFUSING
@@ -45,6 +46,7 @@ async def triage_claim(app: FastAPI, event: Event) -> None:
     if await r.exists(done):
         return
     score = risk_score(event)
+    trace.get_current_span().set_attribute("lab.risk_score", score)  # on the "process" span (lesson 10)
     await r.hset(keys.risk_scores(), event.subject, score)
     if score >= s.worker_review_threshold:
         path = f"/claims/{event.subject}/status"

@@ -146,6 +146,18 @@ def _collapsed_stacks():
     return "\n".join(lines)
 
 
+def _trace():
+    spans = [  # (depth, name, service, start_ms, duration_ms)
+        (0, "POST /api/claims", "gateway", 0.0, 9.0), (1, "POST /claims", "gateway", 0.4, 8.2),
+        (2, "POST /claims", "claims", 0.9, 7.5), (3, "GET /policies/POL-000001", "claims", 1.2, 2.1),
+        (4, "GET /policies/POL-000001", "policy", 1.5, 1.6), (5, "GET", "policy", 1.7, 0.2),
+        (3, "claim.submitted publish", "claims", 6.8, 0.4), (4, "EVALSHA", "claims", 6.9, 0.3),
+        (3, "claim.submitted process", "worker", 9.5, 4.0), (4, "POST /claims/CLM-000001/status", "worker", 10.0, 3.0),
+        (5, "POST /claims/CLM-000001/status", "claims", 10.3, 2.5)]
+    return pd.DataFrame([{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "depth": d, "name": n, "service": s,
+                          "start_ms": t, "duration_ms": dt} for d, n, s, t, dt in spans])
+
+
 SAMPLES = {
     "latency_distribution": lambda: charts.latency_distribution(_two_groups()),
     "percentile_table": lambda: charts.percentile_table(_two_groups()),
@@ -222,6 +234,7 @@ SAMPLES = {
     "stampede_loads": lambda: charts.stampede_loads(pd.DataFrame(
         [{"protection": p, "refresh": r} for p, n in (("none", 48), ("lock", 1), ("early refresh", 1))
          for r in range(5) for _ in range(n)])),
+    "waterfall": lambda: charts.waterfall(_trace()),
 }
 
 
