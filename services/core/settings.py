@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Tracing (lesson 10, services/platform/tracing.py): spans go to <run_dir>/traces/<instance>.jsonl (OTLP
     # JSON); past this size the file is rotated to .1 (one old generation kept), so a process holds at most
     # twice this on disk. The standard OTEL_* variables choose sampling, a collector, or no tracing at all.
+    # Off unless asked for (LAB_TRACING=1, `labkit start-all --tracing`): measured on this kind of machine, the
+    # instrumentations' work per request halves a cached read's throughput even when 1 request in 100 is
+    # sampled (benchmarks/tracing.py, README "Tracing"), and the lessons before 10 measure speed.
+    tracing: bool = False
     trace_file_max_bytes: int = 8 * 1024 * 1024
 
     # The system of record is a "slow core insurance system": this many ms are added to every query.

@@ -71,7 +71,7 @@ def tracing_disabled() -> bool:
 def start_tracing(service: str, instance_id: str, settings: Settings) -> TracerProvider | None:
     """Set up this process's tracer provider and instrument its clients (once per process); None when off."""
     global _provider
-    if tracing_disabled():
+    if tracing_disabled() or not settings.tracing:  # off by default: LAB_TRACING=1 turns it on
         return None
     if _provider is not None:
         return _provider

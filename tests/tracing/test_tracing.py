@@ -1,4 +1,4 @@
-"""Lesson 10 on the running lab: one claim through the gateway is ONE trace — the gateway, claims, the policy
+"""Lesson 10 on a lab with tracing on (``conftest.py``): one claim through the gateway is ONE trace — the gateway, claims, the policy
 peer check, Redis, the event hop and the worker's scoring and status change — written to OTLP/JSON files."""
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def test_a_claim_through_the_gateway_is_one_trace_down_to_the_workers_status_cha
         if df is None:
             return None
         # each process writes its spans in its own batches: wait until every hop's batch is on file
+        # (a parent span ends, and is batched, after its children: wait for the worker's "process" span itself)
         done = ((df["service"] == "claims") & (df["name"] == status_path) & (df["kind"] == "server")).any() \
+            and ((df["service"] == "worker") & (df["name"] == "claim.submitted process")).any() \
             and {"gateway", "claims", "policy", "worker"} <= set(df["service"])
         whole_trace.seen = sorted(set(df["service"]))
         return [df] if done else None  # (a DataFrame has no truth value)
@@ -71,7 +73,10 @@ def test_a_claim_through_the_gateway_is_one_trace_down_to_the_workers_status_cha
 def test_span_files_are_otlp_json_that_the_protobuf_model_reads(api, settings, new_policy):
     response = api.get(f"/api/policies/{new_policy()['id']}")
     trace_id = response.headers["x-trace-id"]
-    wait_for(lambda: spans_of(trace_id, settings.run_dir) is not None, "the read's spans in the files")
+    def both_hops_on_file():  # each process writes its own batches: wait for the gateway's and policy's
+        df = spans_of(trace_id, settings.run_dir)
+        return df is not None and {"gateway", "policy"} <= set(df["service"])
+    wait_for(both_hops_on_file, "the read's spans from the gateway and policy in the files")
     files = traces.span_files(settings.run_dir)
     assert {f.name.split("-")[0] for f in files} >= {"gateway", "policy", "claims", "customer", "worker"}
     found = 0
@@ -102,7 +107,7 @@ def test_labkit_trace_last_prints_the_latest_request_through_the_gateway(api, se
 
     wait_for(worker_in_trace, "the worker's spans in the claim's trace", deadline_s=60)
     out = subprocess.run([sys.executable, "-m", "labkit", "trace", "--last"], capture_output=True, text=True,
-                         env=os.environ.copy(), timeout=120)
+                         env={**os.environ, "LAB_RUN_DIR": str(settings.run_dir)}, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"trace {trace_id}:"), out.stdout[:500]
