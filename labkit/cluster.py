@@ -137,8 +137,17 @@ def build(nodes: list[Node], password: str, timeout_s: float) -> None:
         replica.flushall()  # a replica must be empty: drop anything a client wrote to it since it started
         replica.execute_command("CLUSTER", "REPLICATE", primary_id)
     wait_until(lambda: all(c.execute_command("CLUSTER", "INFO").count("cluster_state:ok") for c in clients)
-               and all(int(p.info("replication")["connected_slaves"]) >= 1 for p in primaries),
-               "reach cluster_state:ok with a replica per primary", timeout_s, nodes)
+               and all(int(p.info("replication")["connected_slaves"]) >= 1 for p in primaries)
+               and all(_every_range_has_a_replica(c) for c in clients),
+               "reach cluster_state:ok with a replica per primary, as every node sees it", timeout_s, nodes)
+
+
+def _every_range_has_a_replica(client: redis.Redis) -> bool:
+    """This node's slot map lists a replica for every slot range. Nodes learn who replicates whom by
+    gossip, a moment after REPLICATE: a client that read its map from a node not told yet would believe
+    the primary has no replica (and the outbox's replica acknowledgement would not be asked for)."""
+    ranges = client.execute_command("CLUSTER", "SLOTS")
+    return bool(ranges) and all(len(entry) >= 4 for entry in ranges)  # start, end, primary, replica...
 
 
 def describe(nodes: list[Node], password: str) -> list[dict]:
