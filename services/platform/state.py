@@ -58,19 +58,22 @@ class AppState:
     health_extra: Callable[[Any], Awaitable[dict]] | None = None  # more for /health (gateway, worker)
 
 
-def app_state(request: Request) -> AppState:
+# ``async def``, though nothing here awaits: FastAPI runs a plain ``def`` dependency in a worker thread, and
+# that hop cost a cached read about 0.3 ms at p50 (measured with wrk, c=1: 0.71-0.98 ms before these four
+# dependencies existed, 0.92-1.39 ms with them as ``def``). An ``async def`` one is a plain call on the loop.
+async def app_state(request: Request) -> AppState:
     return request.app.state
 
 
-def database(request: Request) -> Database:
+async def database(request: Request) -> Database:
     return request.app.state.db
 
 
-def redis_connection(request: Request) -> Redis:
+async def redis_connection(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
