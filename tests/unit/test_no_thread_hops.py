@@ -16,6 +16,17 @@ from fastapi.routing import APIRoute
 from services.core.settings import SERVICE_NAMES, Settings
 
 
+def _api_routes(routes):
+    """Every APIRoute, also inside included routers (FastAPI keeps an included router as one entry)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from _api_routes(route.original_router.routes)
+        elif hasattr(route, "routes"):
+            yield from _api_routes(route.routes)
+
+
 def _calls(dependant):
     for sub in dependant.dependencies:
         yield sub.call
@@ -29,10 +40,9 @@ def test_every_dependency_and_endpoint_runs_on_the_event_loop(service, tmp_path)
     fastapi_app = app
     while not hasattr(fastapi_app, "routes"):  # under the lab's ASGI middlewares
         fastapi_app = getattr(fastapi_app, "app")
-    threaded = []
-    for route in fastapi_app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    threaded, routes = [], list(_api_routes(fastapi_app.routes))
+    assert len(routes) >= 3, "found too few routes to check: has FastAPI changed how it keeps them?"
+    for route in routes:
         for call in [route.dependant.call, *_calls(route.dependant)]:
             if call is not None and not inspect.iscoroutinefunction(call) \
                     and not inspect.iscoroutinefunction(getattr(call, "__call__", None)):
