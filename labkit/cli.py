@@ -203,7 +203,12 @@ def cmd_profile(args) -> int:
     from .profile import profile
 
     result = profile(args.name, seconds=args.seconds)
-    print(text_table([{"layer": layer, "share of samples": f"{share:.1%}"} for layer, share in result.shares().items()]))
+    shares = result.shares()
+    if not shares:
+        print(f"no samples: {args.name} spent no CPU time while it was sampled (idle). Send it traffic meanwhile, "
+              f"e.g. `labkit load --mode closed -d 10` in another terminal, then profile again.")
+        return 1
+    print(text_table([{"layer": layer, "share of samples": f"{share:.1%}"} for layer, share in shares.items()]))
     print(f"\nflame graph: {result.flame_graph}\ncollapsed stacks: {result.stacks}")
     return 0
 

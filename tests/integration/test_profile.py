@@ -51,10 +51,21 @@ def test_profile_names_a_service_that_is_not_running(lab):
         profiling.profile("policy#9", seconds=1)
 
 
-def test_the_cli_prints_the_layers_and_the_files(lab):
-    done = subprocess.run([sys.executable, "-m", "labkit", "profile", "customer", "--seconds", "1"],
+def _cli_profile(name: str, seconds: float = 1):
+    return subprocess.run([sys.executable, "-m", "labkit", "profile", name, "--seconds", f"{seconds:g}"],
                           capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_prints_the_layers_and_the_files(lab):
+    load = threading.Thread(target=run_load, kwargs=dict(mode="closed", concurrency=4, duration=4,
+                                                          mix={"read_customer": 1}, target="customer",
+                                                          progress=False, save=False))
+    load.start()
+    try:
+        done = _cli_profile("customer", seconds=2)
+    finally:
+        load.join()
     if "ptrace" in done.stderr:
         pytest.skip("this machine does not let a process read another's memory")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + done.stdout
     assert "share of samples" in done.stdout.lower() and "flame graph:" in done.stdout
