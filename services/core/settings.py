@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     cache_jitter: float = 0.1  # jittered: TTL * (1 ± jitter)
     cache_negative_ttl_s: float = 5.0  # "no such id" is cached this long; 0 = never
     cache_timeout_s: float = 0.25  # a cache call slower than this counts as a miss (fail open)
+    # A cache HIT by id answered in front of FastAPI by the same pattern functions (lesson 07;
+    # services/platform/cached_read.py); False: every request goes through the route.
+    fast_reads: bool = True
     # How a write keeps the copies coherent (lesson 06; services/platform/service_cache.py, services/patterns/coherence.py):
     # delete_with_token (delete the copy and bump the entity's generation, so a reader that loaded the old
     # row before the write cannot put it back), delete_on_write (lesson 01's plain delete: the stale-set race

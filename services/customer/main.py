@@ -7,7 +7,9 @@ notification for the customer whenever one of their claims is received or decide
 from fastapi import FastAPI
 
 from services.patterns.envelope import Event, EventType
+from services.core.models import Customer
 from services.platform.app import ServiceSpec, create_app
+from services.platform.cached_read import CachedRead, CachedReadFront
 from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber
 
 from . import repository as repo
@@ -32,6 +34,7 @@ async def notify_customer(app: FastAPI, event: Event) -> None:
 SPEC = ServiceSpec(name="customer", routers=[router], schema=SCHEMA,
                    on_startup=[start_outbox_relay(TOPIC), start_subscriber(["claims"], notify_customer)],
                    middleware=[(WakeRelayAfterWrites, {})],
+                   front=[(CachedReadFront, {"reads": [CachedRead("/customers/", "customer", Customer, owner=None)]})],
                    description="Customers (CUS-000001): name, email, date of birth, risk tier.")
 
 

@@ -135,18 +135,41 @@ async def cache_aside_get(r: Redis, key: str, load: Callable[[], Awaitable[Any]]
     ``ttl.negative_s``. ``timeout_s`` bounds each Redis call: slower, or Redis down, counts as a miss.
     """
     stats = stats or CacheStats()
-    try:
-        cached = await bounded(read_command(r, key, ttl), timeout_s)
-    except REDIS_DOWN_OR_REFUSING as exc:
-        count_failure(stats, kind, f"read of {key}", exc)
-        cached = None
-    if cached is not None:
-        return await served_from_copy(r, key, cached, ttl, stats, kind, timeout_s), True
+    found = await lookup(r, key, ttl, stats=stats, kind=kind, timeout_s=timeout_s)
+    if found.found:
+        return found.value, True
     value = await load_from_record(load, stats, kind)
     if value is not None or ttl.negative_s > 0:  # "does not exist" is cached too, unless switched off
         tag_ids = (tags(value) if value is not None else ()) if callable(tags) else tags
         await store(r, key, value, ttl, tags=tag_ids, stats=stats, kind=kind, timeout_s=timeout_s)
     return value, False
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a reader found in Redis: a copy (``found``; ``value`` None is a cached "does not exist"), or
+    not — ``unreachable`` when Redis did not answer in time (fail open: read the system of record)."""
+
+    found: bool
+    value: Any = None
+    unreachable: bool = False
+
+
+MISSING, UNREACHABLE = Lookup(False), Lookup(False, unreachable=True)
+
+
+async def lookup(r: Redis, key: str, ttl: Ttl, *, stats: CacheStats, kind: str,
+                 timeout_s: float | None = 0.25) -> Lookup:
+    """The first half of every cached read: the copy at ``key``, a hit counted — nothing loaded, nothing
+    stored. A miss is counted by whoever then loads (``load_from_record``); Redis failing is counted here."""
+    try:
+        cached = await bounded(read_command(r, key, ttl), timeout_s)
+    except REDIS_DOWN_OR_REFUSING as exc:
+        count_failure(stats, kind, f"read of {key}", exc)
+        return UNREACHABLE
+    if cached is None:
+        return MISSING
+    return Lookup(True, await served_from_copy(r, key, cached, ttl, stats, kind, timeout_s))
 
 
 def read_command(client, key: str, ttl: Ttl):

@@ -46,8 +46,8 @@ from services.core import keys
 from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 from services.core.vocabulary import COHERENCE_STRATEGIES
 
-from .cache import (CacheStats, Tags, Ttl, add_tag_commands, bounded, cache_aside_get, count_failure, invalidate,
-                    load_from_record, read_command, served_from_copy, to_json)
+from .cache import (UNREACHABLE, CacheStats, Lookup, Tags, Ttl, add_tag_commands, bounded, cache_aside_get,
+                    count_failure, invalidate, load_from_record, lookup, to_json)
 from .envelope import Event, EventType
 from .subscriber import subscribe_forever
 
@@ -126,19 +126,40 @@ async def read(r: Redis, entity: CachedEntity, load: Loader, ttl: Ttl, strategy:
                                  timeout_s=timeout_s)
 
 
+async def peek(r: Redis, entity: CachedEntity, ttl: Ttl, strategy: str, *, stats: CacheStats,
+               timeout_s: float | None = 0.25) -> Lookup:
+    """What ``read`` finds in Redis for ``entity`` under ``strategy``, without loading or filling anything.
+
+    A hit is counted exactly as ``read`` counts it. The services' fast path (``services/platform/
+    cached_read.py``) answers what this finds and hands everything else to the route, which calls ``read``.
+    """
+    check_strategy(strategy)
+    key = entity.key
+    if strategy == "versioned_keys":  # the copy of the current version
+        try:
+            key = entity.version(await bounded(r.get(entity.generation), timeout_s) or "0")
+        except REDIS_DOWN_OR_REFUSING as exc:
+            count_failure(stats, entity.kind, f"read of {entity.generation}", exc)
+            return UNREACHABLE
+    return await lookup(r, key, ttl, stats=stats, kind=entity.kind, timeout_s=timeout_s)
+
+
 async def read_with_token(r: Redis, entity: CachedEntity, load: Loader, ttl: Ttl, *, tags: Tags = (),
                           stats: CacheStats | None = None, timeout_s: float | None = 0.25) -> tuple[Any, bool]:
     """Cache-aside whose fill is refused if a write happened while this reader was loading."""
     stats = stats or CacheStats()
-    try:
-        async with r.pipeline(transaction=False) as pipe:  # one round trip: the copy and the generation
-            read_command(pipe, entity.key, ttl).get(entity.generation)
-            cached, generation = await bounded(pipe.execute(), timeout_s)
-    except REDIS_DOWN_OR_REFUSING as exc:  # fail open: read the system of record, and do not fill
-        count_failure(stats, entity.kind, f"read of {entity.key}", exc)
+    found = await lookup(r, entity.key, ttl, stats=stats, kind=entity.kind, timeout_s=timeout_s)
+    if found.found:  # a hit costs one GET: the generation matters only to a reader about to fill
+        return found.value, True
+    generation = None
+    if not found.unreachable:
+        try:  # read *before* loading: a write that commits during the load bumps it, and the fill is refused
+            generation = await bounded(r.get(entity.generation), timeout_s)
+        except REDIS_DOWN_OR_REFUSING as exc:
+            count_failure(stats, entity.kind, f"read of {entity.generation}", exc)
+            found = UNREACHABLE
+    if found.unreachable:  # fail open: read the system of record, and do not fill
         return await load_from_record(load, stats, entity.kind), False
-    if cached is not None:
-        return await served_from_copy(r, entity.key, cached, ttl, stats, entity.kind, timeout_s), True
     value = await load_from_record(load, stats, entity.kind)
     if value is not None or ttl.negative_s > 0:
         tag_ids = (tags(value) if value is not None else ()) if callable(tags) else tags

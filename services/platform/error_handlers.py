@@ -29,11 +29,16 @@ def _field_of(location: tuple) -> str:
     return ".".join(parts) or str(location[-1] if location else "body")
 
 
+def lab_error_response(exc: LabError) -> JSONResponse:
+    """The answer to a ``LabError``, wherever it is raised (a route, or the fast path in front of FastAPI)."""
+    return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status,
+                        headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LabError)
     async def _lab_error(_: Request, exc: LabError):
-        return JSONResponse(error_body(exc.code, exc.message, exc.field, **exc.extra), status_code=exc.status,
-                            headers=exc.headers)
+        return lab_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

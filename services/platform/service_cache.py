@@ -38,10 +38,17 @@ class ServiceCache:
     settings: Settings
     stats: pattern.CacheStats
     source: str  # "policy/policy-3001-ab12": who wrote, in the announcement
+    redis_just_failed: bool = False  # the fast path in front asked Redis for this request and got no answer
+
+    async def peek_entity(self, kind: str, entity_id: str) -> pattern.Lookup:
+        """What ``read_entity`` would find in Redis (lesson 06's ``coherence.peek``): for the fast path."""
+        return await coherence.peek(self.redis, CachedEntity(kind, entity_id), ttl_for(self.settings, kind),
+                                    self.settings.cache_coherence, stats=self.stats,
+                                    timeout_s=self.settings.cache_timeout_s)
 
     async def read_entity(self, response: Response, kind: str, entity_id: str, load: Loader) -> Any:
         """One entity by id, through lesson 06's ``coherence.read`` under the lab's coherence strategy."""
-        if not self.settings.cache_enabled:
+        if not self.settings.cache_enabled or self.redis_just_failed:  # (asking again would wait twice)
             return await self._uncached(response, kind, load)
         value, hit = await coherence.read(self.redis, CachedEntity(kind, entity_id), load, ttl_for(self.settings, kind),
                                           self.settings.cache_coherence, stats=self.stats,
@@ -90,9 +97,17 @@ class ServiceCache:
                                     timeout_s=self.settings.cache_timeout_s)
 
 
-async def service_cache(request: Request) -> ServiceCache:
-    state = request.app.state
+REDIS_JUST_FAILED = "lab.redis_just_failed"  # set in the ASGI scope's state by the fast path in front
+
+
+def cache_of(state) -> ServiceCache:
     return ServiceCache(state.redis, state.settings, state.cache_stats, f"{state.service}/{state.instance_id}")
+
+
+async def service_cache(request: Request) -> ServiceCache:
+    cache = cache_of(request.app.state)
+    cache.redis_just_failed = request.scope.get("state", {}).get(REDIS_JUST_FAILED, False)
+    return cache
 
 
 CacheDep = Annotated[ServiceCache, Depends(service_cache)]

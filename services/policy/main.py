@@ -7,7 +7,9 @@ claims of each policy.
 from fastapi import FastAPI
 
 from services.patterns.envelope import Event, EventType
+from services.core.models import Policy
 from services.platform.app import ServiceSpec, create_app
+from services.platform.cached_read import CachedRead, CachedReadFront
 from services.platform.events import WakeRelayAfterWrites, start_outbox_relay, start_subscriber
 
 from . import repository as repo
@@ -23,6 +25,7 @@ async def count_claims(app: FastAPI, event: Event) -> None:
 SPEC = ServiceSpec(name="policy", routers=[router], schema=SCHEMA,
                    on_startup=[start_outbox_relay(TOPIC), start_subscriber(["claims"], count_claims)],
                    middleware=[(WakeRelayAfterWrites, {})],
+                   front=[(CachedReadFront, {"reads": [CachedRead("/policies/", "policy", Policy, owner="customer_id")]})],
                    description="Policies (POL-000001): customer, product, premium and coverage in cents, dates.")
 
 
