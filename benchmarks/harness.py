@@ -128,7 +128,11 @@ def print_figures(figures: dict, targets: dict) -> None:
     for name, value in figures.items():
         shown = f"{value:10.4g}" if isinstance(value, float) else f"{value!s:>10}"
         target = targets.get(name)
-        print(f"{name:<{width}}{shown}" + (f"   (target {target[0]} {target[1]:g})" if target else ""))
+        verdict = ""
+        if target:
+            met = value >= target[1] if target[0] == ">=" else value <= target[1]  # NaN: not met
+            verdict = f"   (target {target[0]} {target[1]:g}: {'met' if met else 'NOT met'})"
+        print(f"{name:<{width}}{shown}{verdict}")
 
 
 NGINX_CONF = """

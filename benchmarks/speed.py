@@ -5,7 +5,9 @@ One run, alternating rounds, the same closed-loop generator for every row (``wrk
 
 * **bare uvicorn** answering constant JSON: the ceiling for one Python HTTP hop on this machine;
 * **FastAPI + one GET**: one route that returns the policy's cached bytes (``minimal_route.py``);
-* **policy service, direct**: ``GET /policies/{id}``, a Redis HIT, with a signed identity;
+* **policy service, direct**: ``GET /policies/{id}``, a Redis HIT, with a signed identity, answered by the fast
+  path in front of FastAPI (``services/platform/cached_read.py``); then **the same, through the route**: an
+  instance started with ``LAB_FAST_READS=0``, where every request goes through FastAPI (the "before");
 * **gateway, no-cache**: the same read through the gateway (``Cache-Control: no-cache``: the proxy hop);
 * **nginx -> policy** (only when nginx is on PATH): the yardstick for a proxy hop;
 * **gateway, its cache**: the gateway answering from its own response cache;
@@ -101,6 +103,8 @@ def reads(lab, seconds: float, rounds: int) -> dict[str, dict[int, Measured]]:
         "bare uvicorn, constant JSON": lambda urls: (urls["bare"] + "/", None),
         "FastAPI + one redis GET": lambda urls: (f"{urls['minimal']}/policies/{POLICY}", None),
         "policy service, direct (HIT)": lambda urls: (f"{policy}/policies/{POLICY}", lab.service_headers("policy")),
+        "  the same, through the route": lambda urls: (f"{urls['route']}/policies/{POLICY}",
+                                                      lab.service_headers("policy")),
         "gateway, no-cache (the hop)": lambda urls: (f"{lab.gateway_url}/api/policies/{POLICY}",
                                                     lab.gateway_headers(ask_the_service=True)),
         "gateway, its own cache": lambda urls: (f"{lab.gateway_url}/api/policies/{POLICY}", lab.gateway_headers()),
@@ -109,6 +113,12 @@ def reads(lab, seconds: float, rounds: int) -> dict[str, dict[int, Measured]]:
         urls = {"bare": stack.enter_context(uvicorn_app("benchmarks.bare_endpoint:app")),
                 "minimal": stack.enter_context(uvicorn_app("benchmarks.minimal_route:app",
                                                            {"BENCH_REDIS_URL": lab.redis.url}))}
+        # The same service with its fast path off (LAB_FAST_READS=0): every HIT through FastAPI and the route,
+        # as before services/platform/cached_read.py — the "before" of lesson 07's before and after.
+        route, route_port = lab.start_beside("policy", name="policy-route-only", LAB_FAST_READS="0")
+        stack.callback(route.wait, 15)
+        stack.callback(route.terminate)
+        urls["route"] = f"http://127.0.0.1:{route_port}"
         nginx = stack.enter_context(nginx_proxy(policy))
         if nginx:
             contenders["nginx -> policy service"] = lambda urls: (f"{nginx}/api/policies/{POLICY}",

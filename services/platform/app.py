@@ -8,8 +8,10 @@ closes them on shutdown; nothing else is global. Everything lives on ``app.state
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import sys
 import secrets
 import time
 from contextlib import asynccontextmanager
@@ -92,9 +94,50 @@ class LogFormatter(logging.Formatter):
         return "\n".join("  | " + loggable(line, limit=8192) for line in text.splitlines())
 
 
+class OneWritePerLoopTurn(logging.StreamHandler):
+    """Log lines written to stderr once per turn of the event loop, not once per line.
+
+    A plain ``StreamHandler`` flushes after every record: one ``write`` system call per access log line, on
+    top of the two uvicorn makes per response. Measured with wrk (c=16) on the gateway answering from its
+    cache, that was half of its throughput (about 6,000 req/s with the access log, 11,000 without).
+    Here a line waits in the buffer until the loop has run what is ready now (``call_soon``), so a burst
+    of requests finished in one turn costs one write, and a line is never later than that turn. A warning
+    or an error, and anything logged outside the event loop, is written at once.
+    """
+
+    def __init__(self):
+        super().__init__(open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8",
+                              errors="backslashreplace", closefd=False))
+        self._flush_scheduled = False
+
+    def emit(self, record):
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop's thread
+            self.flush()
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_now)
+
+    def _flush_now(self):
+        self._flush_scheduled = False
+        self.flush()
+
+
 def configure_logging() -> None:
     level = os.environ.get("LAB_LOG_LEVEL", "INFO").upper()
-    handler = logging.StreamHandler()
+    handler = OneWritePerLoopTurn()
     handler.setFormatter(LogFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # One log line per request is on the hot path. Skipped per record, as the logging HOWTO's "Optimization"
