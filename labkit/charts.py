@@ -756,21 +756,26 @@ def _frames(tree: dict):
         yield from _frames(children)
 
 
-def layer_shares(shares: pd.DataFrame, title: str = "Where a cached read's CPU time goes"):
+def layer_shares(shares: pd.DataFrame, title: str = "Where a cached read's CPU time goes", value: str = "share"):
     """Horizontal bars: each layer's share of the samples (columns ``layer``, ``share``, and ``run`` when
-    several profiles are compared, e.g. before and after a change)."""
+    several profiles are compared, e.g. before and after a change). ``value="us_per_request"`` draws that
+    column instead: each layer's CPU microseconds per request (its share times the run's CPU per request),
+    which compares runs that did different amounts of work."""
     runs = list(dict.fromkeys(shares["run"])) if "run" in shares else ["this run"]
-    layers = list(dict.fromkeys(shares.sort_values("share", ascending=False)["layer"]))
+    layers = list(dict.fromkeys(shares.sort_values(value, ascending=False)["layer"]))
     fig, ax = _figure(height=0.35 * len(layers) * (1 + 0.5 * (len(runs) - 1)) + 1.2)
     height = 0.8 / len(runs)
     for i, run in enumerate(runs):
         part = shares[shares["run"] == run] if "run" in shares else shares
-        by_layer = part.set_index("layer")["share"].reindex(layers).fillna(0)
+        by_layer = part.set_index("layer")[value].reindex(layers).fillna(0)
         ax.barh(np.arange(len(layers)) + i * height, by_layer.values, height=height, label=run)
     ax.set_yticks(np.arange(len(layers)) + height * (len(runs) - 1) / 2, _wrapped(layers, 30))
     ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.set_xlabel("share of CPU samples (%)")
+    if value == "share":
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.set_xlabel("share of CPU samples (%)")
+    else:
+        ax.set_xlabel("CPU per request (µs)")
     ax.set_title(title)
     return _finish(fig)
 

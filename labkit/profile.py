@@ -106,7 +106,13 @@ def service_pid(name: str, settings: Settings) -> int:
 def profile(name: str, seconds: float = 5.0, rate: int = 100, settings: Settings | None = None) -> Profile:
     """Sample the running ``name`` (``policy``, ``gateway``, ``claims#2`` ...) for ``seconds``."""
     settings = settings or get_settings()
-    pid = service_pid(name, settings)
+    return profile_process(service_pid(name, settings), name, seconds, rate, settings)
+
+
+def profile_process(pid: int, name: str, seconds: float = 5.0, rate: int = 100,
+                    settings: Settings | None = None) -> Profile:
+    """Sample the service process ``pid`` (one that is not in the lab's pidfiles: a lesson's second instance)."""
+    settings = settings or get_settings()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = settings.run_dir / f"profile-{name.replace('#', '-')}-{stamp}"
     png, txt = base.with_suffix(".png"), base.with_suffix(".txt")
