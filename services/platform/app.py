@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, FastAPI
 
 from services.core import acl, redis_client
@@ -166,7 +166,9 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         redis_url = acl.service_url(settings, spec.name) if settings.redis_acl else settings.redis_url
         app.state.redis = redis_client.connect(redis_url, settings.redis_timeout_s, client_name=instance_id,
                                                cluster=settings.redis_cluster)
-        app.state.http = httpx.AsyncClient(timeout=settings.upstream_timeout_s)
+        # aiohttp, like the gateway: measured here, an httpx call to a peer cost about 1 ms more CPU in the
+        # caller than the same call with aiohttp (1.3-1.5 ms vs 0.3-0.4 ms), on every claim's policy check.
+        app.state.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s))
         app.state.peers = PeerDirectory(app.state.redis, settings)  # lesson 03: where the other services are
         app.state.db = (Database(settings.database_path(spec.name), spec.schema, settings.sor_latency_ms)
                         if spec.schema else None)
@@ -182,7 +184,7 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
             await app.state.tasks.stop_all()  # every background task of the app, cancelled and awaited here
             for hook in reversed(spec.on_shutdown):
                 await hook(app)
-            await app.state.http.aclose()
+            await app.state.http.close()
             await app.state.redis.aclose()
             if app.state.db:
                 app.state.db.close()

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 
-import httpx
+import aiohttp
 from fastapi import Request
 
 from services.patterns import registry
@@ -73,25 +74,25 @@ async def fetch_peer_entity(request: Request, service: str, path: str) -> dict |
     headers = peer_identity_header(state.settings, state.service, service, "GET", path)
     if rid:
         headers["x-request-id"] = rid
-    response, failure = None, None
+    status, body, failure = None, b"", None
     for attempt, base_url in enumerate((await state.peers.addresses(service))[:2]):
         try:
-            response = await state.http.get(base_url + path, headers=headers)
+            async with state.http.get(base_url + path, headers=headers) as response:
+                status, body = response.status, await response.read()
             break
-        except httpx.TimeoutException as exc:  # slow, not gone: asking another would only double the wait
+        except asyncio.TimeoutError as exc:  # slow, not gone: asking another would only double the wait
             failure = exc
             break
-        except httpx.TransportError as exc:  # refused, or a kept-alive connection found dead: a GET is safe
+        except aiohttp.ClientError as exc:  # refused, or a kept-alive connection found dead: a GET is safe
             state.peers.forget(service)     # to repeat, so ask the next instance (once)
             failure = exc
             log.warning("%s at %s failed (%s, attempt %d)", service, base_url, type(exc).__name__, attempt + 1)
-    if response is None:
+    if status is None:
         raise LabError(503, "dependency_unavailable",
                        f"the {service} service did not answer ({type(failure).__name__}); try again shortly",
                        service=service) from failure
-    if response.status_code == 404:
+    if status == 404:
         return None
-    if response.status_code != 200:
-        raise LabError(503, "dependency_unavailable",
-                       f"the {service} service answered {response.status_code}", service=service)
-    return response.json()
+    if status != 200:
+        raise LabError(503, "dependency_unavailable", f"the {service} service answered {status}", service=service)
+    return json.loads(body)

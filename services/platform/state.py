@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Awaitable, Callable
 
-import httpx
+import aiohttp
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -48,7 +48,7 @@ class AppState:
     identity_guard: ReplayGuard = field(default_factory=ReplayGuard)  # identities already seen (replay)
     # opened by the lifespan, closed by it
     redis: Redis | None = None
-    http: httpx.AsyncClient | None = None
+    http: aiohttp.ClientSession | None = None
     peers: PeerDirectory | None = None
     db: Database | None = None  # None for an app without a system of record (the gateway, the worker)
     registration: Instance | None = None  # lesson 03: what this instance registered as

@@ -50,13 +50,14 @@ async def triage_claim(app: FastAPI, event: Event) -> None:
     await r.hset(keys.risk_scores(), event.subject, score)
     if score >= s.worker_review_threshold:
         path = f"/claims/{event.subject}/status"
-        response = await app.state.http.post(
-            f"{s.url_of('claims')}{path}",
-            json={"status": "under_review", "note": f"auto-triage: risk score {score:.2f}"},
-            headers=peer_identity_header(s, "worker", "claims", "POST", path))
+        async with app.state.http.post(
+                f"{s.url_of('claims')}{path}",
+                json={"status": "under_review", "note": f"auto-triage: risk score {score:.2f}"},
+                headers=peer_identity_header(s, "worker", "claims", "POST", path)) as response:
+            status = response.status
         # 409: a person got there first (it is already under review, or moved on): the worker's job is done
-        if response.status_code not in (200, 404, 409):
-            raise RuntimeError(f"the claims service answered {response.status_code}")
+        if status not in (200, 404, 409):
+            raise RuntimeError(f"the claims service answered {status}")
     await r.set(done, 1, ex=s.events_dedupe_ttl_s)
 
 
