@@ -105,8 +105,8 @@ class OneWritePerLoopTurn(logging.StreamHandler):
     or an error, and anything logged outside the event loop, is written at once.
     """
 
-    def __init__(self):
-        super().__init__(open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8",
+    def __init__(self, fd: int | None = None):
+        super().__init__(open(sys.stderr.fileno() if fd is None else fd, "w", buffering=1 << 16, encoding="utf-8",
                               errors="backslashreplace", closefd=False))
         self._flush_scheduled = False
 
