@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # A cache HIT by id answered in front of FastAPI by the same pattern functions (lesson 07;
     # services/platform/cached_read.py); False: every request goes through the route.
     fast_reads: bool = True
+    # After start-up, the objects it made are frozen out of the garbage collector's full collections
+    # (services/platform/app.py: freeze_what_startup_made); False keeps Python's default, to compare.
+    gc_freeze: bool = True
     # How a write keeps the copies coherent (lesson 06; services/platform/service_cache.py, services/patterns/coherence.py):
     # delete_with_token (delete the copy and bump the entity's generation, so a reader that loaded the old
     # row before the write cannot put it back), delete_on_write (lesson 01's plain delete: the stale-set race

@@ -9,6 +9,7 @@ closes them on shutdown; nothing else is global. Everything lives on ``app.state
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -148,6 +149,19 @@ def configure_logging() -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
+def freeze_what_startup_made() -> None:
+    """Move every object alive after start-up (modules, FastAPI's routes and models, pydantic's validators:
+    about 100,000 of them) out of the garbage collector's reach, for good.
+
+    A full collection walks every tracked object: measured here, 130-200 ms for a service, during which the
+    process answers nothing — a stall in the tail of whatever requests are waiting. Objects made at start-up
+    live as long as the process, so walking them again finds nothing; ``gc.freeze`` (Python's docs suggest it,
+    Instagram's servers made it known) leaves the collector only what requests allocate.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int | None = None,
                instance_id: str | None = None):
     """The service as one ASGI app: request context and body limit, the spec's front handlers, FastAPI."""
@@ -177,6 +191,8 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
         if (subscriber := event_driven_invalidation(app.state)) is not None:  # lesson 06, LAB_CACHE_COHERENCE
             app.state.tasks.start("event-driven-invalidation", subscriber)
         start_registration(app)  # lesson 03: register in Redis, heartbeat, deregister on shutdown
+        if settings.gc_freeze:
+            freeze_what_startup_made()
         try:
             yield
         finally:
