@@ -80,8 +80,11 @@ def strategies_side_by_side(service: str = "claims", requests: int = 300, concur
 def spread_in_words(spread: pd.DataFrame) -> str:
     """Section 1 of lesson 05, read off the run: how evenly each strategy spread the requests, and — for
     least outstanding, which follows how fast each instance answers — how fast each instance was."""
+    from ..charts import instance_label  # claims-44547-9052 -> claims#3, the name the lesson uses
+
+    spread = spread.assign(served_by=spread["served_by"].map(instance_label))
     counts = spread.groupby(["strategy", "served_by"], sort=False).size().unstack(fill_value=0)
-    lines = [f"{strategy}: {' / '.join(str(n) for n in row)} requests per instance"
+    lines = [f"{strategy}: " + " / ".join(f"{n} ({name})" for name, n in row.items()) + " requests per instance"
              for strategy, row in counts.iterrows()]
     if "least_outstanding" in counts.index:
         lo = spread[spread["strategy"] == "least_outstanding"]
