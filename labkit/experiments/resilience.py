@@ -49,27 +49,46 @@ def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float | None = 
 
 async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | None]], rate: float,
                    duration_s: float, events: list[tuple[float, str, Callable[[], object]]],
-                   timeout_s: float) -> Traffic:
+                   timeout_s: float, settle_s: float | None = None, max_duration_s: float | None = None) -> Traffic:
     plan = [Request(method, path, body, "write" if method != "GET" else "read") for method, path, body in requests]
+    finished: list[float] = []  # when each action returned (perf_counter)
+
+    def noting_the_end(action: Callable[[], object]) -> Callable[[], object]:
+        def run():
+            try:
+                return action()
+            finally:
+                finished.append(time.perf_counter())
+        return run
+
+    def settled(_records) -> bool:  # every action has returned, and settle_s more have passed
+        return len(finished) == len(events) and time.perf_counter() >= max(finished) + settle_s
 
     def created_id(_request: Request, status: int, body: bytes) -> dict:
         return {"created": json.loads(body).get("id") if status == 201 else None}
 
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
         return await open_loop(session, settings.url_of("gateway"), lambda i: plan[i % len(plan)], rate, duration_s,
-                               timeout_s=timeout_s, on_answer=created_id, actions=events)
+                               timeout_s=timeout_s, on_answer=created_id,
+                               actions=[(at, label, noting_the_end(action)) for at, label, action in events],
+                               until=settled if settle_s is not None else None,
+                               max_duration_s=max_duration_s or (duration_s if settle_s is None else 4 * duration_s))
 
 
 def traffic_around_fault(settings: Settings, requests: list[tuple[str, str, dict | None]],
                          events: list[tuple[float, str, Callable[[], object]]], rate: float = 40,
-                         duration_s: float = 8, timeout_s: float = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+                         duration_s: float = 8, timeout_s: float = 3, settle_s: float | None = None,
+                         max_duration_s: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Send ``requests`` (method, path, json) round-robin at ``rate``/s for ``duration_s`` (the open loop of
-    ``labkit.traffic``); run each ``(at_s, label, action)`` event on schedule. Returns (one row per request:
+    ``labkit.traffic``); run each ``(at_s, label, action)`` event on schedule. With ``settle_s``, the traffic
+    goes on past ``duration_s`` until every action has returned and ``settle_s`` more seconds have passed (up
+    to ``max_duration_s``): a restart that takes longer than planned (a busy machine) is still seen to end,
+    and what follows it. Returns (one row per request:
     ``t_s`` its intended send time, ``kind`` read or write, ``path`` as "METHOD /path", ``status`` and
     ``error`` as ``labkit.traffic`` names them, ``ok``, ``latency_ms`` from the intended time, ``created``: the
     id a 201 answered; one row per event: ``t_s`` when the action began, ``end_s`` when it returned — a
     restart takes a while)."""
-    traffic = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s))
+    traffic = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s, settle_s, max_duration_s))
     rows = traffic.frame().rename(columns={"intended_s": "t_s", "label": "kind"})
     rows["path"] = rows["method"] + " " + rows["path"]
     return rows.sort_values("t_s").reset_index(drop=True), pd.DataFrame(traffic.marks)
@@ -211,6 +230,24 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     else:
         lines.append("no claim was committed during this run, so the audit check has nothing to check")
     return "\n".join(lines)
+
+
+def back_in_words(requests: pd.DataFrame, events: pd.DataFrame, event: str, kind: str = "write") -> str:
+    """After ``event`` (a restart) returned: did the ``kind`` requests sent from then on succeed again?"""
+    row = events[events["event"] == event]
+    if row.empty:
+        return f"{event}: not in this run's events"
+    ended = float(row["end_s"].iloc[0])
+    after = requests[(requests["kind"] == kind) & (requests["t_s"] >= ended)]
+    took = ended - float(row["t_s"].iloc[0])
+    if after.empty:
+        return (f"{event} returned at {ended:.2f} s (it took {took:.1f} s), but no {kind} was sent after it: "
+                "the run ended first (raise settle_s)")
+    ok = int(after["ok"].sum())
+    return (f"{event} returned at {ended:.2f} s (it took {took:.1f} s); of the {len(after)} {kind}s sent after "
+            f"it, {ok} succeeded" + (": it is back." if ok == len(after) else
+                                     " — NOT all: the instance was not yet routable (the gateway's health checks "
+                                     "confirm it within a second)."))
 
 
 def requests_by_kind(requests: pd.DataFrame) -> pd.DataFrame:
