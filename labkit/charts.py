@@ -677,7 +677,7 @@ def rejoin_exact(df: pd.DataFrame, margin_s: float = 0.3):
         if name in m:
             ax.axvline(m[name], color=colour, linestyle=line, linewidth=1.5)
             # the registration's label left of its line (the next line follows closely), and any near the edge
-            late = name == "registered" or m[name] > left + 0.6 * (right - left)
+            late = name == "registered" or m[name] > left + 0.75 * (right - left)
             ax.annotate(f"{text}\n{m[name]:.3f} s", (m[name], len(instances) - 0.4 + 0.45 * level),
                         fontsize=8, color=colour, ha="right" if late else "left", va="bottom",
                         xytext=(-3 if late else 3, 0), textcoords="offset points")

@@ -183,15 +183,19 @@ def cache_answers_in_words(cached: pd.DataFrame) -> str:
     parts = ["; ".join(f"{path}: " + ", ".join(f"{n} {header or 'none'}" for header, n in row.items() if n)
                        for path, row in counts.iterrows())]
     hits = cached.loc[cached["gateway_cache"] == "HIT", "latency_ms"]
+    wide = False
     if len(hits):
         low, high = hits.quantile(0.1), hits.quantile(0.9)
-        parts.append(f"The HITs took {low:.1f} ms (p10) to {high:.1f} ms (p90): a {high / low:.0f}x spread for "
-                     "the very same answer from the gateway's memory, with no MISS among them.")
+        wide = high > 2 * low
+        parts.append(f"The HITs took {low:.1f} ms (p10) to {high:.1f} ms (p90): a {high / low:.1f}x spread for "
+                     "the very same answer from the gateway's memory, with no MISS among them"
+                     + (" — a wide histogram." if wide else " — a narrow histogram, one hump."))
     try:
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
-        parts.append(f"Load average {load:.1f} on {cores} cores: "
-                     + ("a HIT often waits for a core; those waits widen its histogram, or make a second, "
-                        "slower hump." if load > cores else "a quiet machine, so a HIT should rarely wait for a core."))
+        parts.append(f"Load average {load:.1f} on {cores} cores: " + (
+            ("a HIT often waits for a core; those waits widened its histogram (or made a second, slower hump)."
+             if wide else "busy, yet the HITs in this run seldom waited for a core.") if load > cores else
+            "a quiet machine, so a HIT should rarely wait for a core."))
     except OSError:
         pass
     return "\n".join(parts)

@@ -265,17 +265,25 @@ def window_medians(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame
     window = requests["t_s"].between(on, off).map({True: "during", False: "outside"})
     medians = requests.groupby(["path", window])["latency_ms"].median().unstack().reindex(
         columns=["during", "outside"])
-    medians.attrs.update(on_s=on, off_s=off)
+    during = requests[requests["t_s"].between(on, off)]
+    cached = during["x_cache"].astype(str).str.upper() if "x_cache" in during else pd.Series(dtype=str)
+    # how many answers during the window came from a cached copy: those never reached the slowed database
+    hits = during[cached.isin(["HIT", "MISS"])].groupby("path")["x_cache"].agg(
+        lambda s: f"{int((s.str.upper() == 'HIT').sum())} of {len(s)}")
+    medians.attrs.update(on_s=on, off_s=off, hits_during=hits.to_dict())
     return medians
 
 
 def slowdown_in_words(medians: pd.DataFrame, threshold_ms: float = 20) -> str:
     """Which paths were slower by more than ``threshold_ms`` (median) while the knob was on."""
     slowed = (medians["during"] - medians["outside"]).loc[lambda d: d > threshold_ms]
+    hits = medians.attrs.get("hits_during", {})
     return (f"knob on from {medians.attrs['on_s']:.2f} s to {medians.attrs['off_s']:.2f} s; median slower by more "
             f"than {threshold_ms:g} ms during it: "
             + (", ".join(f"{p} (+{d:.0f} ms)" for p, d in slowed.items()) or "none")
-            + ("" if medians["during"].notna().any() else " (no request was sent while it was on: a busy machine)"))
+            + ("" if medians["during"].notna().any() else " (no request was sent while it was on: a busy machine)")
+            + ("".join(f"\nduring the window, {p}: {n} answered from the service's cached copy (X-Cache: HIT), "
+                       "which never reaches the slowed database" for p, n in hits.items())))
 
 
 def eviction_table(runs: dict[str, dict]) -> pd.DataFrame:
