@@ -190,6 +190,28 @@ def bottleneck_verdict(table: pd.DataFrame, delay_ms: float, min_requests: int =
     return "\n".join(lines)
 
 
+def mirrored_sweep(concurrencies: tuple[int, ...], seconds: float, mix: dict | str | None = "reads",
+                   settings: Settings | None = None) -> list[LoadResult]:
+    """A closed-loop run per concurrency, swept up and then back down (1, 4, 16, 64, 64, 16, 4, 1), the two
+    runs of each concurrency pooled into one result. A machine that gets busier (or quieter) during the sweep
+    would otherwise bend the curve by itself: swept one way, the last step takes all of a slow-down; swept
+    both ways, every step takes its share. ``meta``: the pooled duration and the mean of the two rates."""
+    order = list(concurrencies) + list(reversed(concurrencies))
+    runs: dict[int, list[LoadResult]] = {c: [] for c in concurrencies}
+    for c in order:
+        runs[c].append(run_load(mode="closed", concurrency=c, duration=seconds, mix=mix, progress=False, save=False,
+                                settings=settings))
+    pooled = []
+    for c, (up, down) in runs.items():
+        meta = {**up.meta, "duration_s": up.meta["duration_s"] + down.meta["duration_s"],
+                "requests": up.meta["requests"] + down.meta["requests"],
+                "achieved_rate": (up.meta["achieved_rate"] + down.meta["achieved_rate"]) / 2,
+                "generator_cpu_pct": (up.meta["generator_cpu_pct"] + down.meta["generator_cpu_pct"]) / 2,
+                "rates_up_down": (up.meta["achieved_rate"], down.meta["achieved_rate"])}
+        pooled.append(LoadResult(pd.concat([up.records, down.records], ignore_index=True), meta))
+    return pooled
+
+
 def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
     """Did throughput stop growing (a plateau), and why p50 moved the way it did, from the sweep's own records."""
     rows = []
@@ -219,8 +241,8 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
         lines.append(f"Throughput FELL after c={peak['c']} ({peak['req_s']:,.0f} -> {rows[-1]['req_s']:,.0f} req/s). "
                      "A saturated server serves as fast as before with more connections waiting, not slower; a drop "
                      f"means less CPU for the lab during those steps: load average {load:.1f} on {cores} cores now, "
-                     "and the load generator's own work grows with the connections. Each step ran once, for "
-                     "SWEEP_SECONDS: raise it, or run the cell again when the machine is quieter.")
+                     "and the load generator's own work grows with the connections. Raise SWEEP_SECONDS, or run the "
+                     "cell again when the machine is quieter.")
     last_gain = rows[-1]["req_s"] / rows[-2]["req_s"] - 1 if len(rows) > 1 and rows[-2]["req_s"] else np.inf
     if last_gain < -flat:
         lines.append(f"The ceiling was reached by c={peak['c']}: past it, more connections only queued (p50 "
@@ -232,6 +254,12 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
     else:
         lines.append(f"No plateau yet: throughput still grew {last_gain:+.0%} at the last step; this sweep did not "
                      "reach the ceiling.")
+    both_ways = [(r.meta["concurrency"], *r.meta["rates_up_down"]) for r in sorted(sweep, key=lambda r: r.meta["concurrency"])
+                 if "rates_up_down" in r.meta]
+    if both_ways:
+        lines.append("Each concurrency ran twice, on the way up and on the way down (req/s): "
+                     + ", ".join(f"c={c}: {up:,.0f} / {down:,.0f}" for c, up, down in both_ways)
+                     + " — how far the two land apart is the noise of this machine.")
     if rows[-1]["cpu"] > 80:
         lines.append(f"The load generator itself used {rows[-1]['cpu']:.0f}% of a core at c={rows[-1]['c']}: on a "
                      "2-core machine it competes with the lab it measures, so the ceiling seen here is partly its own.")
