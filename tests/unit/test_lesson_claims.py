@@ -117,3 +117,19 @@ def test_an_xfetch_refresh_where_every_reader_loaded_is_said():
                           for i, n in enumerate(counts) for _ in range(n)])
     words = coherence.stampede_in_words(loads, readers=100)
     assert "XFetch cut it to 26.5" in words and "in its worst refresh 100 readers loaded" in words
+
+
+def _open_run(read_ms: float, logins: int = 0, login_ms: float = 100.0) -> LoadResult:
+    rows = [{"route": "GET /api/policies/{id}", "status": 200, "latency_ms": read_ms + i % 3} for i in range(150)]
+    rows += [{"route": "POST /api/auth/login", "status": 200, "latency_ms": login_ms}] * logins
+    return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0})
+
+
+def test_reads_whose_tail_grew_by_a_login_are_not_called_unblocked():
+    words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(100, logins=8)})
+    assert "grew by about a login" in words and "do not wait" not in words
+
+
+def test_reads_whose_tail_barely_moved_with_logins_do_not_wait_behind_them():
+    words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(7, logins=8)})
+    assert "do not wait behind password hashing" in words
