@@ -174,10 +174,21 @@ def squeeze_memory(lab: Lab, eviction_policy: str, policy_id: str, claims: int =
             "with_event": int((audit["submitted_events"] == 1).sum())}
 
 
-def _claims_of(lab: Lab, policy_id: str) -> list[dict]:
+def _claims_of(lab: Lab, policy_id: str, patience_s: float = 15) -> list[dict]:
+    """Every claim the claims service holds for ``policy_id``. Asked right after a squeeze, when an evicted
+    registration may still make the gateway answer 503 until the instance's next heartbeat: each page is asked
+    again until it is a 200 (an error page read as "no claims" would report committed claims as lost)."""
     items, offset = [], 0
+    deadline = time.monotonic() + patience_s
     while True:
-        page = lab.client.get("/api/claims", params={"policy_id": policy_id, "limit": 100, "offset": offset}).json()
+        response = lab.client.get("/api/claims", params={"policy_id": policy_id, "limit": 100, "offset": offset})
+        if response.status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the claims service did not answer the list of {policy_id}'s claims within "
+                                   f"{patience_s:g} s (last answer: {response.status_code} {response.text[:200]})")
+            time.sleep(0.2)
+            continue
+        page = response.json()
         items += page.get("items", [])
         if len(page.get("items", [])) < 100:
             return items
