@@ -133,3 +133,9 @@ def test_reads_whose_tail_grew_by_a_login_are_not_called_unblocked():
 def test_reads_whose_tail_barely_moved_with_logins_do_not_wait_behind_them():
     words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(7, logins=8)})
     assert "do not wait behind password hashing" in words
+
+
+def test_a_clear_p99_win_with_a_share_over_one_percent_is_not_called_a_tie():
+    words = gateway.slow_instance_in_words(
+        _slow_summary({"round_robin": 472.0, "random": 480.0, "least_outstanding": 236.0}, 0.03), 200)
+    assert "won at p99 by 236 ms" in words and "tie" not in words
