@@ -218,7 +218,10 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     lines = [f"{len(failed)} of {len(requests)} requests failed"
              + (": " + ", ".join(f"{n} {kind}s {OUTCOME_MEANING.get(what, what)}" for (kind, what), n in how.items())
                 if len(failed) else "")]
-    if began_s is not None and (early := int((failed["t_s"] < began_s).sum())):
+    # a request sent just before the fault and still in flight when it hit failed *because* of it: count as
+    # "before" only the failures whose answer (or error) came before the fault began
+    answered_s = failed["t_s"] + failed["latency_ms"].fillna(0) / 1000
+    if began_s is not None and (early := int((answered_s < began_s).sum())):
         lines.append(f"{early} of these failed BEFORE the fault began at {began_s:.2f} s: the lab had not recovered "
                      "from the previous experiment, or the machine is too busy — they are not the fault's doing")
     for kind in expect_ok:

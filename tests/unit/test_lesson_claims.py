@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from labkit.experiments import caching, coherence, discovery, gateway, performance
+from labkit.experiments import caching, coherence, discovery, gateway, performance, resilience
 from labkit.load import LoadResult
 
 
@@ -139,3 +139,11 @@ def test_a_clear_p99_win_with_a_share_over_one_percent_is_not_called_a_tie():
     words = gateway.slow_instance_in_words(
         _slow_summary({"round_robin": 472.0, "random": 480.0, "least_outstanding": 236.0}, 0.03), 200)
     assert "won at p99 by 236 ms" in words and "tie" not in words
+
+
+def test_a_request_in_flight_when_the_fault_hit_is_the_fault_s_doing():
+    requests = pd.DataFrame({"t_s": [1.0, 1.99, 2.5], "kind": ["write"] * 3, "ok": [False, False, False],
+                             "status": [503, 502, 503], "error": ["", "", ""], "latency_ms": [5.0, 40.0, 5.0]})
+    words = resilience.outage_verdict(requests, pd.DataFrame(columns=["claim", "submitted_events"]),
+                                      expect_ok=(), began_s=2.0)
+    assert "1 of these failed BEFORE the fault began" in words
