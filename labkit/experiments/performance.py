@@ -176,8 +176,11 @@ def bottleneck_verdict(table: pd.DataFrame, delay_ms: float, min_requests: int =
     lines.append("slowed, needing policy data: " + (", ".join(r for r in should if r in slowed) or "none"))
     lines.append("slowed, not needing policy data: " + (", ".join(wrong) or "none"))
     if should and not missed and not wrong:
-        lines.append("This run shows the bottleneck: every route that needs the policy service's data slowed by "
-                     "about the delay, the others did not move beyond the noise.")
+        moved = enough.loc[should, "change_ms"]
+        lines.append(f"This run shows the bottleneck: every route that needs the policy service's data slowed, by "
+                     f"{moved.min():.0f} to {moved.max():.0f} ms against a delay of {delay_ms:g} ms per query (a "
+                     "request pays it once for every query that reaches the slowed database); the others did not "
+                     "move beyond the noise.")
     elif not wrong and len(missed) < len(should):
         lines.append("This run points at the policy service, but not every route that needs its data slowed: "
                      f"{', '.join(missed)} (look at its hit rate: an answer already cached never reaches the database).")
@@ -260,6 +263,12 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
         lines.append("Each concurrency ran twice, on the way up and on the way down (req/s): "
                      + ", ".join(f"c={c}: {up:,.0f} / {down:,.0f}" for c, up, down in both_ways)
                      + " — how far the two land apart is the noise of this machine.")
+        apart = [c for c, up, down in both_ways if abs(up - down) > 0.5 * max(up, down)]
+        if apart:
+            lines.append(f"At c={', c='.join(map(str, apart))} the two directions differ by more than half: the "
+                         "machine's load changed more during the sweep than the concurrency did, so the curve's shape "
+                         "(and the plateau or its absence above) is NOT shown reliably by this run. Raise "
+                         "SWEEP_SECONDS, or run the cell again when the machine is quieter.")
     if rows[-1]["cpu"] > 80:
         lines.append(f"The load generator itself used {rows[-1]['cpu']:.0f}% of a core at c={rows[-1]['c']}: on a "
                      "2-core machine it competes with the lab it measures, so the ceiling seen here is partly its own.")

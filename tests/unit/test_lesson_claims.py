@@ -147,3 +147,11 @@ def test_a_request_in_flight_when_the_fault_hit_is_the_fault_s_doing():
     words = resilience.outage_verdict(requests, pd.DataFrame(columns=["claim", "submitted_events"]),
                                       expect_ok=(), began_s=2.0)
     assert "1 of these failed BEFORE the fault began" in words
+
+
+def test_a_sweep_whose_two_directions_disagree_says_the_shape_is_not_shown():
+    runs = [_closed_run(c, rate, p50) for c, rate, p50 in ((1, 266, 2.6), (4, 303, 4.3), (16, 382, 17.5), (64, 382, 134))]
+    for run, both in zip(runs, ((235, 297), (442, 164), (197, 567), (267, 497))):
+        run.meta["rates_up_down"] = both
+    words = performance.sweep_verdict(runs)
+    assert "c=4: 442 / 164" in words and "NOT shown reliably" in words
