@@ -316,8 +316,9 @@ def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
     text = (f"reads' p99 without logins {without:.1f} ms, with logins {with_:.1f} ms ({growth:+.1f} ms); one login "
             f"takes {login_p50:.1f} ms (p50 of {len(logins)}). ")
     if growth < 0.5 * login_p50:
-        return text + ("Adding logins moved the reads' tail by far less than one login: the reads do not wait behind "
-                       "password hashing — it runs in a worker thread (asyncio.to_thread in services/auth/routes.py), "
-                       "off the event loop. What growth there is, is the hashing's CPU, shared with everything else.")
+        return text + (f"Adding logins moved the reads' tail by {max(growth, 0) / login_p50:.0%} of one login — less "
+                       "than half: the reads do not wait behind password hashing — it runs in a worker thread "
+                       "(asyncio.to_thread in services/auth/routes.py), off the event loop. What growth there is, is "
+                       "the hashing's CPU, shared with everything else on the machine.")
     return text + ("The reads' tail grew by about a login: either reads waited behind password hashing, or the "
                    "machine got busier during the runs with logins: run the cell again.")
