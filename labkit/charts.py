@@ -658,12 +658,14 @@ def rejoin_exact(df: pd.DataFrame, margin_s: float = 0.3):
     newcomer = df.attrs.get("instance")
     fig, ax = plt.subplots()
     answered = df[df["ok"]]
-    instances = sorted(answered["served_by"].unique(), key=lambda i: (i == newcomer, i))
+    names = _lab_instance_names()
+    instances = sorted(answered["served_by"].unique(), key=lambda i: (i == newcomer, instance_label(i, names)))
+    labels = [instance_label(i, names) + (" (new)" if i == newcomer else "") for i in instances]
     for row, instance in enumerate(instances):
         times = answered.loc[answered["served_by"] == instance, "answered_s"]
-        ax.plot(times, [row] * len(times), "|", markersize=14,
-                label=f"{instance} (the newcomer)" if instance == newcomer else instance)
-    ax.set_yticks(range(len(instances)), instances, fontsize=8)
+        ax.plot(times, [row] * len(times), "|", markersize=14)
+    ax.set_yticks(range(len(instances)), labels)
+    ax.set_ylabel("served by (one tick per answer)")
     marks = [("registered", "purple", ":", "registered (event time)"),
              ("gateway_routes", "black", "--", "gateway's view: healthy (sampled)"),
              ("first_served", "tab:green", "-", "its first answer arrives")]
@@ -675,7 +677,7 @@ def rejoin_exact(df: pd.DataFrame, margin_s: float = 0.3):
         if name in m:
             ax.axvline(m[name], color=colour, linestyle=line, linewidth=1.5)
             # the registration's label left of its line (the next line follows closely), and any near the edge
-            late = name == "registered" or m[name] > left + 0.6 * (right - left)
+            late = name == "registered" or m[name] > left + 0.75 * (right - left)
             ax.annotate(f"{text}\n{m[name]:.3f} s", (m[name], len(instances) - 0.4 + 0.45 * level),
                         fontsize=8, color=colour, ha="right" if late else "left", va="bottom",
                         xytext=(-3 if late else 3, 0), textcoords="offset points")

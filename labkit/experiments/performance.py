@@ -3,14 +3,15 @@
 Two load runs differ in more than the change unless care is taken. The first run of a lesson meets cold
 caches (most reads go to the system of record), a later one warm caches (almost none do): a slowed system
 of record then looks like a *speed-up*. So every round here starts from the same state — the services'
-Redis cache and the gateway's answer cache emptied — and sends the same requests (the same seed) with and
-without the change. Rounds alternate A B B A ..., so a machine that gets busier during the experiment
-weighs on both sides alike. Two rounds of the same condition also give the noise yardstick: how far apart
-two runs with *nothing* changed land.
+Redis cache and the gateway's answer cache emptied — and sends the same requests (the same seed), one at a
+time, with and without the change. Rounds alternate A B B A ..., so a machine that gets busier during the experiment
+weighs on both sides alike. The two halves of one condition's rounds also give the noise yardstick: how far
+apart two measurements with *nothing* changed land.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import httpx
@@ -39,38 +40,86 @@ def empty_caches(settings: Settings | None = None) -> int:
     return len(doomed)
 
 
-def alternating_rounds(change: Callable[[], object], undo: Callable[[], object], rounds: int = 4,
-                       settings: Settings | None = None, **load) -> dict[str, list[LoadResult]]:
-    """Run ``rounds`` pairs of open-loop loads, ``baseline`` and ``changed`` (``change()`` before,
-    ``undo()`` after, always), in the order A B, B A, A B ... Each round empties the caches first and uses
-    the pair's own seed, so both sides of a pair see the same requests from the same cache state."""
+#: The mix the bottleneck experiment sends: every route often enough for its own median in a few seconds of
+#: one-at-a-time requests. No login: it is tens of milliseconds of password hashing on purpose (lesson 04),
+#: touches no policy data, and would take a third of the time.
+BOTTLENECK_MIX = {"read_policy": 25, "read_customer": 15, "read_claim": 15, "customer_overview": 15,
+                  "submit_claim": 20, "change_claim_status": 10}
+
+
+def servable_rate(concurrency: int, seconds: float = 1.5, fraction: float = 0.5, mix: dict | str | None = None,
+                  settings: Settings | None = None) -> tuple[float, LoadResult]:
+    """What the lab serves flat out right now (a short closed loop with ``concurrency`` connections), and
+    ``fraction`` of it: an open-loop rate this machine can keep up with. Asking a busy machine for more than
+    it can serve measures only its queue (and the open loop refuses to report it)."""
+    probe = run_load(mode="closed", concurrency=concurrency, duration=seconds, mix=mix, progress=False, save=False,
+                     settings=settings)
+    return max(1.0, round(fraction * probe.meta["achieved_rate"])), probe
+
+
+def alternating_rounds(change: Callable[[], object], undo: Callable[[], object], rounds: int = 8,
+                       seconds: float = 1.5, mix: dict | str | None = None,
+                       settings: Settings | None = None) -> dict[str, list[LoadResult]]:
+    """Run ``rounds`` rounds, ``baseline`` and ``changed`` (``change()`` before, ``undo()`` after, always), in
+    the order A B, B A, A B ... Each round empties the caches first, then sends requests **one at a time**
+    (a closed loop with one connection) from the pair's own seed.
+
+    One at a time, because the question is what each request costs, not how a queue grows: an open loop at a
+    fixed rate that a busy machine cannot serve measures the queue (and falls behind its schedule), and the
+    queue would hide the change. Sequential requests never queue behind each other, so a busy machine adds
+    its noise to both sides alike. The changed side is slower, so it sends fewer requests in the same time:
+    both rounds of a pair keep only as many as the shorter one sent — the same requests, in the same order,
+    from the same (empty) cache state."""
     settings = settings or get_settings()
+    mix = BOTTLENECK_MIX if mix is None else mix
     out: dict[str, list[LoadResult]] = {"baseline": [], "changed": []}
-    for pair in range(rounds // 2 or 1):
+    for pair in range(max(rounds // 2, 1)):
         order = ("baseline", "changed") if pair % 2 == 0 else ("changed", "baseline")
+        sent: dict[str, LoadResult] = {}
         for side in order:
             empty_caches(settings)
             if side == "changed":
                 change()
             try:
-                result = run_load(mode="open", seed=100 + pair, progress=False, save=False, settings=settings, **load)
+                sent[side] = run_load(mode="closed", concurrency=1, duration=seconds, mix=mix, seed=100 + pair,
+                                      progress=False, save=False, settings=settings)
             finally:
                 if side == "changed":
                     undo()
-            out[side].append(result)
+        same = min(len(r.records) for r in sent.values())
+        for side, result in sent.items():
+            records = result.records.sort_values("start_s", kind="stable").head(same).reset_index(drop=True)
+            out[side].append(LoadResult(records, {**result.meta, "sent": len(result.records), "kept": same}))
     return out
+
+
+def rounds_in_words(runs: dict[str, list[LoadResult]]) -> str:
+    """How many requests each round sent and how many both rounds of its pair kept."""
+    lines = []
+    for side, results in runs.items():
+        lines.append(f"{side:>8}: " + ", ".join(f"{r.meta['sent']} sent, {r.meta['kept']} kept" for r in results))
+    return "\n".join(lines)
 
 
 def per_route_change(runs: dict[str, list[LoadResult]], metric_q: float = 0.5) -> pd.DataFrame:
     """Per route: the p50 (or another quantile) of each side, pooled over its rounds, the change, the
-    noise (the largest gap between two rounds of the *same* side) and each side's cache hit rate."""
+    noise (the gap between the two halves of the *same* side's rounds, the larger of the two sides) and each
+    side's cache hit rate."""
     def pooled(side):
         frame = pd.concat([r.records for r in runs[side]], ignore_index=True)
         return frame[frame["status"].between(200, 399)]
 
-    def per_round(side):
-        return pd.DataFrame({i: r.records[r.records["status"].between(200, 399)].groupby("route")["latency_ms"]
-                             .quantile(metric_q) for i, r in enumerate(runs[side])})
+    def halves_apart(side):
+        """The gap between the first and the second half of one side's rounds, each pooled: how far two
+        measurements land when *nothing* changed (each half holds as many requests as half a side)."""
+        rounds = runs[side]
+        if len(rounds) < 2:
+            return pd.Series(dtype=float)
+        half = len(rounds) // 2
+        first, second = (pd.concat([r.records for r in part], ignore_index=True) for part in (rounds[:half], rounds[half:]))
+        q = [part[part["status"].between(200, 399)].groupby("route")["latency_ms"].quantile(metric_q)
+             for part in (first, second)]
+        return (q[0] - q[1]).abs()
 
     base, changed = pooled("baseline"), pooled("changed")
     table = pd.DataFrame({
@@ -80,9 +129,7 @@ def per_route_change(runs: dict[str, list[LoadResult]], metric_q: float = 0.5) -
         "hit_rate_baseline": _hit_rate(base), "hit_rate_changed": _hit_rate(changed),
     })
     table["change_ms"] = table["changed_ms"] - table["baseline_ms"]
-    spread = pd.concat([per_round("baseline").max(axis=1) - per_round("baseline").min(axis=1),
-                        per_round("changed").max(axis=1) - per_round("changed").min(axis=1)], axis=1)
-    table["noise_ms"] = spread.max(axis=1)
+    table["noise_ms"] = pd.concat([halves_apart("baseline"), halves_apart("changed")], axis=1).max(axis=1)
     return table.sort_values("change_ms", ascending=False).round(2)
 
 
@@ -93,7 +140,7 @@ def _hit_rate(records: pd.DataFrame) -> pd.Series:
 
 
 def slowed_routes(table: pd.DataFrame, at_least_ms: float = 1.0) -> pd.Index:
-    """Routes whose change is larger than the noise between same-side rounds and than ``at_least_ms``."""
+    """Routes whose change is larger than the noise (two halves of one side) and than ``at_least_ms``."""
     return table.index[(table["change_ms"] > np.maximum(table["noise_ms"], at_least_ms))]
 
 
@@ -102,43 +149,70 @@ def slowed_routes(table: pd.DataFrame, at_least_ms: float = 1.0) -> pd.Index:
 READS_POLICY_DATA = ("GET /api/policies/{id}", "POST /api/claims", "GET /api/customers/{id}/overview")
 
 
-def bottleneck_verdict(table: pd.DataFrame, runs: dict[str, list[LoadResult]], min_requests: int = 20,
+def bottleneck_verdict(table: pd.DataFrame, delay_ms: float, min_requests: int = 20,
                        expected: tuple[str, ...] = READS_POLICY_DATA) -> str:
     """Which route slowed most, in words, and whether this run showed what the lesson expects: the routes
-    that need the policy service's data slower than the noise, the others not. Says plainly when it did not."""
-    behind = [r for side in runs.values() for r in side if r.percentiles_refused]
+    that need the policy service's data slower than the noise, the others not. Says plainly when it did not.
+
+    A route counts as slowed when its median rose by more than the noise (two halves of one side)
+    and by more than a quarter of ``delay_ms``: a request that reaches the slowed database pays the whole
+    delay at least once, so a rise of a fraction of it is not the change at work."""
     enough = table[table["requests"] >= min_requests]
     few = [route for route in table.index if route not in enough.index]
     lines = []
     if few:
         lines.append(f"left out of the verdict, too few requests (< {min_requests}): {', '.join(few)}")
-    if behind:
-        lines.append(f"{len(behind)} of {sum(len(s) for s in runs.values())} rounds fell behind their schedule "
-                     "(the generator could not send on time: a busy machine), so their latencies include waiting "
-                     "to be sent.")
     if enough.empty:
-        return "\n".join(lines + ["This run did not show anything: no route had enough requests."])
+        return "\n".join(lines + ["This run did not show anything: no route had enough requests; raise ROUND_SECONDS."])
     top = enough.index[0]
     row = enough.iloc[0]
-    lines.append(f"slowed down most: {top} ({row['change_ms']:+.1f} ms at p50; two rounds with nothing changed "
-                 f"differed by up to {row['noise_ms']:.1f} ms)")
-    slowed = set(slowed_routes(enough))
+    lines.append(f"slowed down most: {top} ({row['change_ms']:+.1f} ms at p50; two halves of one side, with "
+                 f"nothing changed between them, differed by {row['noise_ms']:.1f} ms)")
+    slowed = set(slowed_routes(enough, at_least_ms=max(1.0, delay_ms / 4)))
     should = [r for r in expected if r in enough.index]
     shouldnt = [r for r in enough.index if r not in expected]
-    lines.append("slower than the noise, needing policy data: " + (", ".join(r for r in should if r in slowed) or "none"))
-    lines.append("slower than the noise, not needing policy data: " + (", ".join(r for r in shouldnt if r in slowed) or "none"))
-    shown = top in expected and any(r in slowed for r in should) and not any(r in slowed for r in shouldnt)
-    if shown and not behind:
-        lines.append("This run shows the bottleneck: the routes that need the policy service's data slowed, "
-                     "the others did not.")
-    elif shown:
-        lines.append("This run points at the policy service, but some rounds fell behind: read it with care.")
+    missed = [r for r in should if r not in slowed]
+    wrong = [r for r in shouldnt if r in slowed]
+    lines.append("slowed, needing policy data: " + (", ".join(r for r in should if r in slowed) or "none"))
+    lines.append("slowed, not needing policy data: " + (", ".join(wrong) or "none"))
+    if should and not missed and not wrong:
+        moved = enough.loc[should, "change_ms"]
+        lines.append(f"This run shows the bottleneck: every route that needs the policy service's data slowed, by "
+                     f"{moved.min():.0f} to {moved.max():.0f} ms against a delay of {delay_ms:g} ms per query (a "
+                     "request pays it once for every query that reaches the slowed database); the others did not "
+                     "move beyond the noise.")
+    elif not wrong and len(missed) < len(should):
+        lines.append("This run points at the policy service, but not every route that needs its data slowed: "
+                     f"{', '.join(missed)} (look at its hit rate: an answer already cached never reaches the database).")
     else:
         lines.append("This run did NOT show it clearly: " + (
-            "the noise between two rounds with nothing changed is as large as the change — the machine is busy; "
-            "run the cell again, or raise ROUND_SECONDS." if not behind else
-            "the generator fell behind its schedule (a busy machine); lower RATE or run again when it is quieter."))
+            f"{', '.join(wrong)} slowed too, without touching the policy data — the machine got busier during "
+            "the changed rounds; run the cell again." if wrong else
+            "no route moved beyond the noise between two halves with nothing changed — the machine is busy; "
+            "run the cell again, or raise ROUND_SECONDS."))
     return "\n".join(lines)
+
+
+def mirrored_sweep(concurrencies: tuple[int, ...], seconds: float, mix: dict | str | None = "reads",
+                   settings: Settings | None = None) -> list[LoadResult]:
+    """A closed-loop run per concurrency, swept up and then back down (1, 4, 16, 64, 64, 16, 4, 1), the two
+    runs of each concurrency pooled into one result. A machine that gets busier (or quieter) during the sweep
+    would otherwise bend the curve by itself: swept one way, the last step takes all of a slow-down; swept
+    both ways, every step takes its share. ``meta``: the pooled duration and the mean of the two rates."""
+    order = list(concurrencies) + list(reversed(concurrencies))
+    runs: dict[int, list[LoadResult]] = {c: [] for c in concurrencies}
+    for c in order:
+        runs[c].append(run_load(mode="closed", concurrency=c, duration=seconds, mix=mix, progress=False, save=False,
+                                settings=settings))
+    pooled = []
+    for c, (up, down) in runs.items():
+        meta = {**up.meta, "duration_s": up.meta["duration_s"] + down.meta["duration_s"],
+                "requests": up.meta["requests"] + down.meta["requests"],
+                "achieved_rate": (up.meta["achieved_rate"] + down.meta["achieved_rate"]) / 2,
+                "generator_cpu_pct": (up.meta["generator_cpu_pct"] + down.meta["generator_cpu_pct"]) / 2,
+                "rates_up_down": (up.meta["achieved_rate"], down.meta["achieved_rate"])}
+        pooled.append(LoadResult(pd.concat([up.records, down.records], ignore_index=True), meta))
+    return pooled
 
 
 def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
@@ -164,34 +238,87 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
             else:
                 lines.append(f"  p50 fell with the hit rate unchanged: with {b['n']} requests in a short run this "
                              "is run-to-run variation, not a speed-up from concurrency")
+    peak = max(rows, key=lambda row: row["req_s"])
+    if peak is not rows[-1] and rows[-1]["req_s"] < 0.8 * peak["req_s"]:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        lines.append(f"Throughput FELL after c={peak['c']} ({peak['req_s']:,.0f} -> {rows[-1]['req_s']:,.0f} req/s). "
+                     "A saturated server serves as fast as before with more connections waiting, not slower; a drop "
+                     f"means less CPU for the lab during those steps: load average {load:.1f} on {cores} cores now, "
+                     "and the load generator's own work grows with the connections. Raise SWEEP_SECONDS, or run the "
+                     "cell again when the machine is quieter.")
     last_gain = rows[-1]["req_s"] / rows[-2]["req_s"] - 1 if len(rows) > 1 and rows[-2]["req_s"] else np.inf
-    if last_gain < flat:
+    if last_gain < -flat:
+        lines.append(f"The ceiling was reached by c={peak['c']}: past it, more connections only queued (p50 "
+                     f"{peak['p50']:.1f} -> {rows[-1]['p50']:.1f} ms, Little's law), and got less CPU (above).")
+    elif last_gain < flat:
         lines.append(f"Plateau: going from c={rows[-2]['c']} to c={rows[-1]['c']} added {last_gain:+.0%} throughput "
                      f"while p50 went {rows[-2]['p50']:.1f} -> {rows[-1]['p50']:.1f} ms: the lab is saturated, "
                      "more connections only queue (Little's law).")
     else:
         lines.append(f"No plateau yet: throughput still grew {last_gain:+.0%} at the last step; this sweep did not "
                      "reach the ceiling.")
+    both_ways = [(r.meta["concurrency"], *r.meta["rates_up_down"]) for r in sorted(sweep, key=lambda r: r.meta["concurrency"])
+                 if "rates_up_down" in r.meta]
+    if both_ways:
+        lines.append("Each concurrency ran twice, on the way up and on the way down (req/s): "
+                     + ", ".join(f"c={c}: {up:,.0f} / {down:,.0f}" for c, up, down in both_ways)
+                     + " — how far the two land apart is the noise of this machine.")
+        apart = [c for c, up, down in both_ways if abs(up - down) > 0.5 * max(up, down)]
+        if apart:
+            lines.append(f"At c={', c='.join(map(str, apart))} the two directions differ by more than half: the "
+                         "machine's load changed more during the sweep than the concurrency did, so the curve's shape "
+                         "(and the plateau or its absence above) is NOT shown reliably by this run. Raise "
+                         "SWEEP_SECONDS, or run the cell again when the machine is quieter.")
     if rows[-1]["cpu"] > 80:
         lines.append(f"The load generator itself used {rows[-1]['cpu']:.0f}% of a core at c={rows[-1]['c']}: on a "
                      "2-core machine it competes with the lab it measures, so the ceiling seen here is partly its own.")
     return "\n".join(lines)
 
 
-def login_tail_verdict(result: LoadResult) -> str:
-    """Do the reads' slowest answers last about as long as one login (reads stuck behind password hashing)?"""
-    ok = result.records[result.records["status"].between(200, 399)]
-    reads = ok[ok["route"].str.startswith("GET ")]["latency_ms"]
-    logins = ok[ok["route"] == "POST /api/auth/login"]["latency_ms"]
-    if len(logins) < 5 or len(reads) < 100:
-        return (f"Not enough data in this run to compare ({len(logins)} logins, {len(reads)} reads): "
-                "raise DURATION to see it.")
-    read_p99, login_p50 = reads.quantile(0.99), logins.median()
-    share = read_p99 / login_p50
-    text = (f"reads' p99 {read_p99:.1f} ms vs one login's p50 {login_p50:.1f} ms ({len(logins)} logins): "
-            f"the reads' tail is {share:.0%} of a login. ")
-    if share < 0.5:
-        return text + ("The reads do not wait behind the logins: the password is checked in a worker thread "
-                       "(asyncio.to_thread in services/auth/routes.py), off the event loop.")
-    return text + ("The reads' tail is as long as a login: either reads waited behind password hashing, or the "
-                   "machine was busy (compare with a run where the mix has no logins: --mix reads).")
+def with_and_without_logins(rate: float, concurrency: int, seconds: float, logins_per_s: float = 2,
+                            settings: Settings | None = None) -> dict[str, LoadResult]:
+    """The same reads at the same open-loop ``rate``, without and with ``logins_per_s`` logins among them, in
+    rounds A B B A (``seconds`` each), each side's two rounds pooled. Two logins a second are enough to see
+    whether reads wait behind them, and too few for the hashing itself to take the machine's cores."""
+    reads = {"read_policy": 4, "read_customer": 3, "read_claim": 3}
+    per_login = max(1.0, rate / logins_per_s - 1)
+    mixes = {"without logins": reads,
+             "with logins": {**{op: w * per_login / sum(reads.values()) for op, w in reads.items()}, "login": 1}}
+    rounds: dict[str, list[LoadResult]] = {side: [] for side in mixes}
+    for side in ("without logins", "with logins", "with logins", "without logins"):
+        rounds[side].append(run_load(mode="open", rate=rate, concurrency=concurrency, duration=seconds,
+                                     mix=mixes[side], progress=False, save=False, settings=settings))
+    return {side: LoadResult(pd.concat([r.records for r in results], ignore_index=True),
+                             {**results[0].meta, "percentiles_refused": any(r.percentiles_refused for r in results),
+                              "on_schedule": min(r.meta["on_schedule"] for r in results)})
+            for side, results in rounds.items()}
+
+
+def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
+    """Do reads wait behind a login (password hashing on the event loop)? Compared like with like: the reads'
+    p99 with logins among them against the same reads without, beside how long one login takes."""
+    refused = [side for side, result in runs.items() if result.percentiles_refused]
+    if refused:
+        return (f"The runs {' and '.join(refused)} fell behind their schedule: their latencies include waiting to be "
+                "sent, so they cannot answer it. Run the cell again, or lower the rate.")
+
+    def ok(side):
+        records = runs[side].records
+        return records[records["status"].between(200, 399)]
+
+    reads = {side: ok(side).loc[lambda r: r["route"].str.startswith("GET "), "latency_ms"] for side in runs}
+    logins = ok("with logins").loc[lambda r: r["route"] == "POST /api/auth/login", "latency_ms"]
+    if len(logins) < 5 or min(len(r) for r in reads.values()) < 100:
+        return (f"Not enough data in this run to compare ({len(logins)} logins, "
+                f"{min(len(r) for r in reads.values())} reads on the smaller side): raise DURATION to see it.")
+    without, with_ = reads["without logins"].quantile(0.99), reads["with logins"].quantile(0.99)
+    login_p50, growth = logins.median(), with_ - without
+    text = (f"reads' p99 without logins {without:.1f} ms, with logins {with_:.1f} ms ({growth:+.1f} ms); one login "
+            f"takes {login_p50:.1f} ms (p50 of {len(logins)}). ")
+    if growth < 0.5 * login_p50:
+        return text + (f"Adding logins moved the reads' tail by {max(growth, 0) / login_p50:.0%} of one login — less "
+                       "than half: the reads do not wait behind password hashing — it runs in a worker thread "
+                       "(asyncio.to_thread in services/auth/routes.py), off the event loop. What growth there is, is "
+                       "the hashing's CPU, shared with everything else on the machine.")
+    return text + ("The reads' tail grew by about a login: either reads waited behind password hashing, or the "
+                   "machine got busier during the runs with logins: run the cell again.")

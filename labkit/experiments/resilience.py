@@ -49,27 +49,46 @@ def start_private_lab(run_dir: Path, attempts: int = 3, timeout: float | None = 
 
 async def _traffic(settings: Settings, requests: list[tuple[str, str, dict | None]], rate: float,
                    duration_s: float, events: list[tuple[float, str, Callable[[], object]]],
-                   timeout_s: float) -> Traffic:
+                   timeout_s: float, settle_s: float | None = None, max_duration_s: float | None = None) -> Traffic:
     plan = [Request(method, path, body, "write" if method != "GET" else "read") for method, path, body in requests]
+    finished: list[float] = []  # when each action returned (perf_counter)
+
+    def noting_the_end(action: Callable[[], object]) -> Callable[[], object]:
+        def run():
+            try:
+                return action()
+            finally:
+                finished.append(time.perf_counter())
+        return run
+
+    def settled(_records) -> bool:  # every action has returned, and settle_s more have passed
+        return len(finished) == len(events) and time.perf_counter() >= max(finished) + settle_s
 
     def created_id(_request: Request, status: int, body: bytes) -> dict:
         return {"created": json.loads(body).get("id") if status == 201 else None}
 
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
         return await open_loop(session, settings.url_of("gateway"), lambda i: plan[i % len(plan)], rate, duration_s,
-                               timeout_s=timeout_s, on_answer=created_id, actions=events)
+                               timeout_s=timeout_s, on_answer=created_id,
+                               actions=[(at, label, noting_the_end(action)) for at, label, action in events],
+                               until=settled if settle_s is not None else None,
+                               max_duration_s=max_duration_s or (duration_s if settle_s is None else 4 * duration_s))
 
 
 def traffic_around_fault(settings: Settings, requests: list[tuple[str, str, dict | None]],
                          events: list[tuple[float, str, Callable[[], object]]], rate: float = 40,
-                         duration_s: float = 8, timeout_s: float = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+                         duration_s: float = 8, timeout_s: float = 3, settle_s: float | None = None,
+                         max_duration_s: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Send ``requests`` (method, path, json) round-robin at ``rate``/s for ``duration_s`` (the open loop of
-    ``labkit.traffic``); run each ``(at_s, label, action)`` event on schedule. Returns (one row per request:
+    ``labkit.traffic``); run each ``(at_s, label, action)`` event on schedule. With ``settle_s``, the traffic
+    goes on past ``duration_s`` until every action has returned and ``settle_s`` more seconds have passed (up
+    to ``max_duration_s``): a restart that takes longer than planned (a busy machine) is still seen to end,
+    and what follows it. Returns (one row per request:
     ``t_s`` its intended send time, ``kind`` read or write, ``path`` as "METHOD /path", ``status`` and
     ``error`` as ``labkit.traffic`` names them, ``ok``, ``latency_ms`` from the intended time, ``created``: the
     id a 201 answered; one row per event: ``t_s`` when the action began, ``end_s`` when it returned — a
     restart takes a while)."""
-    traffic = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s))
+    traffic = run_async(_traffic(settings, requests, rate, duration_s, events, timeout_s, settle_s, max_duration_s))
     rows = traffic.frame().rename(columns={"intended_s": "t_s", "label": "kind"})
     rows["path"] = rows["method"] + " " + rows["path"]
     return rows.sort_values("t_s").reset_index(drop=True), pd.DataFrame(traffic.marks)
@@ -155,10 +174,21 @@ def squeeze_memory(lab: Lab, eviction_policy: str, policy_id: str, claims: int =
             "with_event": int((audit["submitted_events"] == 1).sum())}
 
 
-def _claims_of(lab: Lab, policy_id: str) -> list[dict]:
+def _claims_of(lab: Lab, policy_id: str, patience_s: float = 15) -> list[dict]:
+    """Every claim the claims service holds for ``policy_id``. Asked right after a squeeze, when an evicted
+    registration may still make the gateway answer 503 until the instance's next heartbeat: each page is asked
+    again until it is a 200 (an error page read as "no claims" would report committed claims as lost)."""
     items, offset = [], 0
+    deadline = time.monotonic() + patience_s
     while True:
-        page = lab.client.get("/api/claims", params={"policy_id": policy_id, "limit": 100, "offset": offset}).json()
+        response = lab.client.get("/api/claims", params={"policy_id": policy_id, "limit": 100, "offset": offset})
+        if response.status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the claims service did not answer the list of {policy_id}'s claims within "
+                                   f"{patience_s:g} s (last answer: {response.status_code} {response.text[:200]})")
+            time.sleep(0.2)
+            continue
+        page = response.json()
         items += page.get("items", [])
         if len(page.get("items", [])) < 100:
             return items
@@ -188,7 +218,10 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     lines = [f"{len(failed)} of {len(requests)} requests failed"
              + (": " + ", ".join(f"{n} {kind}s {OUTCOME_MEANING.get(what, what)}" for (kind, what), n in how.items())
                 if len(failed) else "")]
-    if began_s is not None and (early := int((failed["t_s"] < began_s).sum())):
+    # a request sent just before the fault and still in flight when it hit failed *because* of it: count as
+    # "before" only the failures whose answer (or error) came before the fault began
+    answered_s = failed["t_s"] + failed["latency_ms"].fillna(0) / 1000
+    if began_s is not None and (early := int((answered_s < began_s).sum())):
         lines.append(f"{early} of these failed BEFORE the fault began at {began_s:.2f} s: the lab had not recovered "
                      "from the previous experiment, or the machine is too busy — they are not the fault's doing")
     for kind in expect_ok:
@@ -213,6 +246,24 @@ def outage_verdict(requests: pd.DataFrame, audit: pd.DataFrame, timeout_s: float
     return "\n".join(lines)
 
 
+def back_in_words(requests: pd.DataFrame, events: pd.DataFrame, event: str, kind: str = "write") -> str:
+    """After ``event`` (a restart) returned: did the ``kind`` requests sent from then on succeed again?"""
+    row = events[events["event"] == event]
+    if row.empty:
+        return f"{event}: not in this run's events"
+    ended = float(row["end_s"].iloc[0])
+    after = requests[(requests["kind"] == kind) & (requests["t_s"] >= ended)]
+    took = ended - float(row["t_s"].iloc[0])
+    if after.empty:
+        return (f"{event} returned at {ended:.2f} s (it took {took:.1f} s), but no {kind} was sent after it: "
+                "the run ended first (raise settle_s)")
+    ok = int(after["ok"].sum())
+    return (f"{event} returned at {ended:.2f} s (it took {took:.1f} s); of the {len(after)} {kind}s sent after "
+            f"it, {ok} succeeded" + (": it is back." if ok == len(after) else
+                                     " — NOT all: the instance was not yet routable (the gateway's health checks "
+                                     "confirm it within a second)."))
+
+
 def requests_by_kind(requests: pd.DataFrame) -> pd.DataFrame:
     """Per kind of request (read, write): how many were sent and failed, median and slowest latency (ms)."""
     by_kind = requests.groupby("kind").agg(sent=("status", "size"), failed=("ok", lambda s: int((~s).sum())),
@@ -228,17 +279,25 @@ def window_medians(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame
     window = requests["t_s"].between(on, off).map({True: "during", False: "outside"})
     medians = requests.groupby(["path", window])["latency_ms"].median().unstack().reindex(
         columns=["during", "outside"])
-    medians.attrs.update(on_s=on, off_s=off)
+    during = requests[requests["t_s"].between(on, off)]
+    cached = during["x_cache"].astype(str).str.upper() if "x_cache" in during else pd.Series(dtype=str)
+    # how many answers during the window came from a cached copy: those never reached the slowed database
+    hits = during[cached.isin(["HIT", "MISS"])].groupby("path")["x_cache"].agg(
+        lambda s: f"{int((s.str.upper() == 'HIT').sum())} of {len(s)}")
+    medians.attrs.update(on_s=on, off_s=off, hits_during=hits.to_dict())
     return medians
 
 
 def slowdown_in_words(medians: pd.DataFrame, threshold_ms: float = 20) -> str:
     """Which paths were slower by more than ``threshold_ms`` (median) while the knob was on."""
     slowed = (medians["during"] - medians["outside"]).loc[lambda d: d > threshold_ms]
+    hits = medians.attrs.get("hits_during", {})
     return (f"knob on from {medians.attrs['on_s']:.2f} s to {medians.attrs['off_s']:.2f} s; median slower by more "
             f"than {threshold_ms:g} ms during it: "
             + (", ".join(f"{p} (+{d:.0f} ms)" for p, d in slowed.items()) or "none")
-            + ("" if medians["during"].notna().any() else " (no request was sent while it was on: a busy machine)"))
+            + ("" if medians["during"].notna().any() else " (no request was sent while it was on: a busy machine)")
+            + ("".join(f"\nduring the window, {p}: {n} answered from the service's cached copy (X-Cache: HIT), "
+                       "which never reaches the slowed database" for p, n in hits.items())))
 
 
 def eviction_table(runs: dict[str, dict]) -> pd.DataFrame:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from labkit.experiments import caching, coherence, discovery, gateway
+from labkit.experiments import caching, coherence, discovery, gateway, performance, resilience
+from labkit.load import LoadResult
 
 
 def _slow_summary(p99: dict[str, float], share_lo: float) -> pd.DataFrame:
@@ -73,3 +74,84 @@ def test_a_stampede_that_did_not_happen_is_reported_as_not_shown():
     loads = pd.DataFrame({"protection": ["none", "lock", "xfetch"], "load_at_s": [0.1, 0.1, 0.1],
                           "refresh": [1, 1, 1]})
     assert "did NOT show the stampede" in coherence.stampede_in_words(loads, 100)
+
+
+def _change_table(changes: dict[str, float], noise: float = 2.0, requests: int = 40) -> pd.DataFrame:
+    table = pd.DataFrame({"requests": requests, "change_ms": changes, "noise_ms": noise})
+    return table.sort_values("change_ms", ascending=False)
+
+
+def test_the_bottleneck_is_shown_when_only_the_policy_routes_slowed():
+    table = _change_table({"GET /api/policies/{id}": 21.0, "POST /api/claims": 27.0,
+                           "GET /api/customers/{id}/overview": 40.0, "GET /api/customers/{id}": 0.4})
+    words = performance.bottleneck_verdict(table, delay_ms=20)
+    assert "This run shows the bottleneck" in words and "NOT" not in words
+
+
+def test_a_route_without_policy_data_that_slowed_is_reported_as_not_shown():
+    table = _change_table({"GET /api/policies/{id}": 21.0, "POST /api/claims": 27.0,
+                           "GET /api/customers/{id}/overview": 40.0, "GET /api/claims/{id}": 12.0})
+    words = performance.bottleneck_verdict(table, delay_ms=20)
+    assert "did NOT show it clearly" in words and "GET /api/claims/{id} slowed too" in words
+
+
+def test_a_change_within_the_noise_is_not_called_a_slow_down():
+    table = _change_table({"GET /api/policies/{id}": 21.0, "GET /api/customers/{id}/overview": 3.0}, noise=25.0)
+    assert "did NOT show it clearly" in performance.bottleneck_verdict(table, delay_ms=20)
+
+
+def _closed_run(concurrency: int, req_s: float, p50: float) -> LoadResult:
+    records = pd.DataFrame({"status": [200] * 20, "latency_ms": [p50] * 20, "x_cache": ["HIT"] * 20})
+    return LoadResult(records, {"concurrency": concurrency, "achieved_rate": req_s, "generator_cpu_pct": 10})
+
+
+def test_a_sweep_whose_throughput_fell_says_so_and_calls_no_plateau():
+    words = performance.sweep_verdict([_closed_run(1, 190, 4), _closed_run(4, 330, 5), _closed_run(16, 140, 100),
+                                       _closed_run(64, 105, 500)])
+    assert "Throughput FELL after c=4" in words and "Plateau" not in words
+
+
+def test_an_xfetch_refresh_where_every_reader_loaded_is_said():
+    per_refresh = {"none": [100, 100], "lock": [1, 1], "xfetch": [3, 100, 2, 1]}
+    loads = pd.DataFrame([{"protection": name, "refresh": i} for name, counts in per_refresh.items()
+                          for i, n in enumerate(counts) for _ in range(n)])
+    words = coherence.stampede_in_words(loads, readers=100)
+    assert "XFetch cut it to 26.5" in words and "in its worst refresh 100 readers loaded" in words
+
+
+def _open_run(read_ms: float, logins: int = 0, login_ms: float = 100.0) -> LoadResult:
+    rows = [{"route": "GET /api/policies/{id}", "status": 200, "latency_ms": read_ms + i % 3} for i in range(150)]
+    rows += [{"route": "POST /api/auth/login", "status": 200, "latency_ms": login_ms}] * logins
+    return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0})
+
+
+def test_reads_whose_tail_grew_by_a_login_are_not_called_unblocked():
+    words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(100, logins=8)})
+    assert "grew by about a login" in words and "do not wait" not in words
+
+
+def test_reads_whose_tail_barely_moved_with_logins_do_not_wait_behind_them():
+    words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(7, logins=8)})
+    assert "do not wait behind password hashing" in words
+
+
+def test_a_clear_p99_win_with_a_share_over_one_percent_is_not_called_a_tie():
+    words = gateway.slow_instance_in_words(
+        _slow_summary({"round_robin": 472.0, "random": 480.0, "least_outstanding": 236.0}, 0.03), 200)
+    assert "won at p99 by 236 ms" in words and "tie" not in words
+
+
+def test_a_request_in_flight_when_the_fault_hit_is_the_fault_s_doing():
+    requests = pd.DataFrame({"t_s": [1.0, 1.99, 2.5], "kind": ["write"] * 3, "ok": [False, False, False],
+                             "status": [503, 502, 503], "error": ["", "", ""], "latency_ms": [5.0, 40.0, 5.0]})
+    words = resilience.outage_verdict(requests, pd.DataFrame(columns=["claim", "submitted_events"]),
+                                      expect_ok=(), began_s=2.0)
+    assert "1 of these failed BEFORE the fault began" in words
+
+
+def test_a_sweep_whose_two_directions_disagree_says_the_shape_is_not_shown():
+    runs = [_closed_run(c, rate, p50) for c, rate, p50 in ((1, 266, 2.6), (4, 303, 4.3), (16, 382, 17.5), (64, 382, 134))]
+    for run, both in zip(runs, ((235, 297), (442, 164), (197, 567), (267, 497))):
+        run.meta["rates_up_down"] = both
+    words = performance.sweep_verdict(runs)
+    assert "c=4: 442 / 164" in words and "NOT shown reliably" in words
