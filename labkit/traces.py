@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -194,11 +195,29 @@ def waterfall_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def load_settled(trace_id: str, run_dir: str | Path | None = None, quiet_s: float = 1.0,
+                 deadline_s: float = 10.0) -> pd.DataFrame:
+    """``load``, but for a trace that is still arriving (each process writes its spans every half second,
+    and the worker's come after the event hop): wait until no new span has come for ``quiet_s``. A trace
+    whose newest span ended longer ago than that is returned at once."""
+    df = load(trace_id, run_dir)
+    started = changed = time.monotonic()
+    while time.monotonic() - started < deadline_s:
+        newest_end_ns = int((df["start_time"].astype("int64") + df["duration_ms"] * 1e6).max())
+        if time.time_ns() - newest_end_ns > (quiet_s + 1.0) * 1e9 or time.monotonic() - changed >= quiet_s:
+            break
+        time.sleep(0.25)
+        again = load(trace_id, run_dir)
+        if len(again) != len(df):
+            df, changed = again, time.monotonic()
+    return df
+
+
 def cmd_trace(args) -> int:
     if not args.last and not args.id:
         raise LabkitError("name a trace id or a request id, or use --last")
     trace_id = last_trace_id() if args.last else resolve(args.id)
-    print(waterfall_text(load(trace_id)))
+    print(waterfall_text(load_settled(trace_id)))
     return 0
 
 
