@@ -167,6 +167,50 @@ def _tree_order(rows: list[dict]) -> list[dict]:
     return ordered
 
 
+def self_ms(df: pd.DataFrame) -> pd.Series:
+    """Each span's self time: its duration minus the time its direct children cover, each child clipped to
+    the span's own interval and overlapping children counted once (two peer calls awaited together cover
+    their union, not their sum; the worker's span, which starts after the request that made the event has
+    answered, covers none of it). What is left is time spent in that span's own code and waits."""
+    end = df["start_ms"] + df["duration_ms"]
+    spans = pd.DataFrame({"start": df["start_ms"], "end": end, "parent": df["parent_id"]}).set_index(df["span_id"])
+    covered = dict.fromkeys(spans.index, 0.0)
+    for parent, children in spans[spans["parent"].isin(spans.index)].groupby("parent"):
+        low, high = spans.at[parent, "start"], spans.at[parent, "end"]
+        reach, total = low, 0.0
+        for start, stop in sorted(zip(children["start"].clip(low, high), children["end"].clip(low, high))):
+            if stop > reach:
+                total += stop - max(start, reach)
+                reach = stop
+        covered[parent] = total
+    return pd.Series([d - covered[i] for i, d in zip(df["span_id"], df["duration_ms"])], index=df.index,
+                     name="self_ms")
+
+
+def self_time_by_service(df: pd.DataFrame) -> pd.DataFrame:
+    """Self time summed per service, largest first, with how many spans each had (the bottleneck is the top
+    row: where the trace's time was spent, not where it was merely waited for)."""
+    table = df.assign(self_ms=self_ms(df)).groupby("service").agg(self_ms=("self_ms", "sum"),
+                                                                  spans=("span_id", "size"))
+    table["share"] = table["self_ms"] / table["self_ms"].sum()
+    return table.sort_values("self_ms", ascending=False)
+
+
+def log_lines(trace_id: str, run_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every log line of every process that ends with ``trace=<trace_id>``, in time order: the logs of all
+    services joined on the trace id (columns ``time``, ``process``, ``line``)."""
+    logs = Path(run_dir) / "logs" if run_dir else get_settings().run_dir / "logs"
+    needle, rows = f"trace={trace_id}", []
+    for path in sorted(logs.glob("*.log")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if needle in line:
+                rest = line[24:].split(" ", 1)[-1]  # after the time stamp and the level
+                rows.append({"time": pd.to_datetime(line[:23], format="%Y-%m-%d %H:%M:%S,%f", errors="coerce"),
+                             "process": path.stem, "line": rest.replace(f" {needle}", "")})
+    return pd.DataFrame(rows, columns=["time", "process", "line"]).sort_values("time", kind="stable") \
+        .reset_index(drop=True)
+
+
 def _detail(attributes: dict) -> str:
     """The lab's names a line shows after the span's name: cache outcome, status code, risk score."""
     parts = []
