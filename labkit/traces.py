@@ -135,10 +135,24 @@ def load(trace_id: str | None = None, run_dir: str | Path | None = None) -> pd.D
     no id, every span on file. ``start_ms`` is the offset from the start of the span's trace."""
     trace_id = resolve(trace_id, run_dir) if trace_id else None
     rows = [row for row in _spans(run_dir, trace_id) if trace_id is None or row["trace_id"] == trace_id]
+    if not rows and trace_id:
+        raise LabkitError(f"no spans of trace {trace_id} in {traces_dir(run_dir)} (yet: spans are written "
+                          "in batches, every half second)")
+    return _frame(rows)
+
+
+RECORDED = Path(__file__).parent / "data" / "traces"
+
+
+def recorded(name: str = "claim_with_slow_policy") -> pd.DataFrame:
+    """A trace recorded on a real lab and shipped with labkit (``labkit/data/traces/<name>.jsonl``, the span
+    files' own OTLP/JSON lines, only that trace's spans kept): the DataFrame ``load`` gives, with no lab
+    running. ``claim_with_slow_policy``: one claim through the gateway while policy answered 150 ms late."""
+    return _frame([row for line in _lines([RECORDED / f"{name}.jsonl"], None) for row in _rows(parse_request(line))])
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
-        if trace_id:
-            raise LabkitError(f"no spans of trace {trace_id} in {traces_dir(run_dir)} (yet: spans are written "
-                              "in batches, every half second)")
         return pd.DataFrame(columns=COLUMNS)
     rows = list({row["span_id"]: row for row in rows}.values())  # a span is written once; be safe anyway
     ordered = _tree_order(rows)
