@@ -167,3 +167,15 @@ def cost_verdict(cost: pd.DataFrame) -> str:
     return (f"p50 of {len(cost) // 2} reads each (client side, through the gateway's hop): "
             f"not sampled {p50['not sampled']:.2f} ms, traced {p50['traced (sampled)']:.2f} ms "
             f"({p50['traced (sampled)'] - p50['not sampled']:+.2f} ms per traced read)")
+
+
+def misleading_measures(df: pd.DataFrame) -> str:
+    """The longest span and the service with the most spans, beside the one with the most self time."""
+    longest = df.loc[df["duration_ms"].idxmax()]
+    most_spans = df["service"].value_counts()
+    by_self = traces.self_time_by_service(df)
+    return (f"longest span: {longest['service']}'s {longest['name']!r}, {longest['duration_ms']:.1f} ms "
+            f"(its self time: {float(traces.self_ms(df)[longest.name]):.1f} ms)\n"
+            f"most spans: {most_spans.index[0]} ({most_spans.iloc[0]} spans, "
+            f"{by_self.loc[most_spans.index[0], 'self_ms']:.1f} ms of self time)\n"
+            f"most self time: {by_self.index[0]} ({by_self['self_ms'].iloc[0]:.1f} ms)")
