@@ -133,14 +133,15 @@ def claim_trace_verdict(claim: dict, df: pd.DataFrame, review_threshold: float) 
     process = df[(df["service"] == "worker") & (df["name"] == "claim.submitted process")].iloc[0]
     root = df.iloc[0]
     answered_ms = root["start_ms"] + root["duration_ms"]
+    when = "after" if process["start_ms"] > answered_ms else "this time even before"
     score = process["attributes"].get("lab.risk_score")
     change = df[(df["service"] == "claims") & (df["name"] == f"POST /claims/{claim['id']}/status")
                 & (df["kind"] == "server")]
     return (f"{len(set(df['trace_id']))} trace, {len(df)} spans from {', '.join(dict.fromkeys(df['service']))}; "
             f"{_redis_calls(df)} of them Redis calls\n"
             f"the gateway answered at {answered_ms:.1f} ms; the worker started scoring at "
-            f"{process['start_ms']:.1f} ms ({process['start_ms'] - answered_ms:+.1f} ms after the answer: "
-            f"the event hop through the outbox and the stream)\n"
+            f"{process['start_ms']:.1f} ms ({process['start_ms'] - answered_ms:+.1f} ms from the answer: the "
+            f"event hop through the outbox and the stream runs on its own, {when} the answer)\n"
             f"risk score {score:.2f} (review from {review_threshold:g}): "
             + (f"the worker's status change is in the same trace, at {change['start_ms'].iloc[0]:.1f} ms"
                if len(change) else "no status change (score below the threshold)"))
