@@ -782,17 +782,25 @@ def layer_shares(shares: pd.DataFrame, title: str = "Where a cached read's CPU t
     return _finish(fig)
 
 
-def waterfall(df: pd.DataFrame, title: str | None = None):
-    """Lesson 10: one trace as a waterfall (``labkit.traces.load``): a bar per span from its start to its
-    end on the trace's time axis, indented under its parent, coloured by the service it ran in."""
-    services = list(dict.fromkeys(df["service"]))
-    colours = dict(zip(services, itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])))
-    total = float((df["start_ms"] + df["duration_ms"]).max()) or 1.0
-    fig, ax = _figure(height=0.28 * len(df) + 1.6, width=10)
+def _is_redis_call(df: pd.DataFrame) -> pd.Series:
+    if "attributes" not in df:
+        return pd.Series(False, index=df.index)
+    return df["attributes"].map(lambda a: (a or {}).get("db.system", (a or {}).get("db.system.name")) == "redis")
+
+
+_REDIS_HATCH = "////"
+
+
+def _draw_waterfall(ax, df: pd.DataFrame, colours: dict, total: float) -> None:
     rows = np.arange(len(df))
-    # a span too short to see still gets a sliver (0.3 % of the trace), so each row shows where it happened
-    ax.barh(rows, np.maximum(df["duration_ms"], total * 0.003), left=df["start_ms"], height=0.7,
-            color=[colours[s] for s in df["service"]])
+    redis = _is_redis_call(df).to_numpy()
+    # a span too short to see still gets a sliver (0.3 % of the axis), so each row shows where it happened
+    bars = ax.barh(rows, np.maximum(df["duration_ms"], total * 0.003), left=df["start_ms"], height=0.7,
+                   color=[colours[s] for s in df["service"]])
+    for bar, is_redis in zip(bars, redis):  # a Redis call: its caller's colour, hatched
+        if is_redis:
+            bar.set_hatch(_REDIS_HATCH)
+            bar.set_edgecolor("white")
     names = ["  " * int(depth) + textwrap.shorten(name, 38, placeholder="…")
              for depth, name in zip(df["depth"], df["name"])]
     ax.set_yticks(rows, names, fontsize=8, family="monospace", ha="left")
@@ -800,8 +808,68 @@ def waterfall(df: pd.DataFrame, title: str | None = None):
     ax.yaxis.set_tick_params(pad=0.65 * 8 * max(len(n) for n in names) + 12)
     ax.set_ylim(len(df) - 0.5, -0.5)  # the first span on top
     ax.set_xlim(0, total * 1.02)
+    ax.grid(axis="y", visible=False)
+
+
+def _waterfall_legend(dfs: list[pd.DataFrame], colours: dict) -> list:
+    handles = [Patch(color=colour, label=service) for service, colour in colours.items()]
+    if any(_is_redis_call(df).any() for df in dfs):
+        handles.append(Patch(facecolor="lightgrey", edgecolor="white", hatch=_REDIS_HATCH,
+                             label="a Redis call (hatched, in its caller's colour)"))
+    return handles
+
+
+def _service_colours(dfs: list[pd.DataFrame]) -> dict:
+    services = list(dict.fromkeys(s for df in dfs for s in df["service"]))
+    return dict(zip(services, itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])))
+
+
+def waterfall(df: pd.DataFrame, title: str | None = None):
+    """Lesson 10: one trace as a waterfall (``labkit.traces.load``): a bar per span from its start to its
+    end on the trace's time axis, indented under its parent, coloured by the service it ran in; Redis calls
+    hatched."""
+    colours = _service_colours([df])
+    total = float((df["start_ms"] + df["duration_ms"]).max()) or 1.0
+    fig, ax = _figure(height=0.28 * len(df) + 1.6, width=10)
+    _draw_waterfall(ax, df, colours, total)
     ax.set_xlabel("time since the trace started (ms)")
     ax.set_ylabel("span (indented under its parent)")
-    ax.grid(axis="y", visible=False)
     ax.set_title(title or f"Trace {df['trace_id'].iloc[0][:12]}…: {len(df)} spans, {total:.1f} ms")
-    return _finish(fig, [Patch(color=colours[s], label=s) for s in services], title="service")
+    return _finish(fig, _waterfall_legend([df], colours), title="service")
+
+
+def waterfalls(traces: dict[str, pd.DataFrame], title: str = "Two traces on one time scale"):
+    """Lesson 10: several traces one above the other on the same millisecond axis (e.g. a cache MISS and a
+    HIT), so their lengths compare at a glance; each panel titled by its key."""
+    dfs = list(traces.values())
+    colours = _service_colours(dfs)
+    total = max(float((df["start_ms"] + df["duration_ms"]).max()) for df in dfs) or 1.0
+    fig, axes = _figure(nrows=len(dfs), height=sum(0.28 * len(df) + 0.9 for df in dfs) + 1.0, width=10,
+                        sharex=True, gridspec_kw={"height_ratios": [len(df) + 2 for df in dfs]})
+    axes = np.atleast_1d(axes)
+    for ax, (label, df) in zip(axes, traces.items()):
+        _draw_waterfall(ax, df, colours, total)
+        span_total = float((df["start_ms"] + df["duration_ms"]).max())
+        ax.set_title(f"{label}: {len(df)} spans, {span_total:.1f} ms", fontsize=10)
+        ax.set_ylabel("span")
+    axes[-1].set_xlabel("time since the trace started (ms)")
+    fig.suptitle(title)
+    return _finish(fig, _waterfall_legend(dfs, colours), title="service")
+
+
+def self_time_bars(table: pd.DataFrame, title: str = "Where a trace's time went: self time per service"):
+    """Lesson 10: each service's self time (``labkit.traces.self_time_by_service``), one bar per service and
+    run (columns ``service``, ``self_ms``, and ``run`` when several traces are compared)."""
+    runs = list(dict.fromkeys(table["run"])) if "run" in table else ["this trace"]
+    services = list(dict.fromkeys(table.sort_values("self_ms", ascending=False)["service"]))
+    fig, ax = _figure(height=0.45 * len(services) * (1 + 0.5 * (len(runs) - 1)) + 1.4)
+    height = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        part = table[table["run"] == run] if "run" in table else table
+        by_service = part.set_index("service")["self_ms"].reindex(services).fillna(0)
+        ax.barh(np.arange(len(services)) + i * height, by_service.values, height=height, label=run)
+    ax.set_yticks(np.arange(len(services)) + height * (len(runs) - 1) / 2, services)
+    ax.invert_yaxis()
+    ax.set_xlabel("self time (ms): the span's time minus what its child spans cover")
+    ax.set_title(title)
+    return _finish(fig)

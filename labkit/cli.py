@@ -16,8 +16,8 @@ from .traces import add_trace_command
 
 
 def cmd_start_all(args) -> int:
-    if args.tracing:  # the same as LAB_TRACING=1: every process started now traces (lesson 10)
-        os.environ["LAB_TRACING"] = "1"
+    if args.tracing is not None:  # the same as LAB_TRACING=1/0 for every process started now (lesson 10)
+        os.environ["LAB_TRACING"] = "1" if args.tracing else "0"
     if args.cluster or args.primaries:  # the same as LAB_REDIS_CLUSTER=1 (LAB_REDIS_PRIMARIES=N) in the environment
         os.environ["LAB_REDIS_CLUSTER"] = "1"
         if args.primaries:
@@ -286,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("start-all", cmd_start_all, "start Redis and every service (reuses what is already up)")
     p.add_argument("--cluster", action="store_true", help="a Redis Cluster of embedded nodes instead of one server "
                                                            "(lesson 09; the same as LAB_REDIS_CLUSTER=1)")
-    p.add_argument("--tracing", action="store_true", help="OpenTelemetry tracing in every process (lesson 10; the "
-                                                           "same as LAB_TRACING=1; off by default: it costs speed)")
+    p.add_argument("--tracing", action=argparse.BooleanOptionalAction, default=None,
+                   help="OpenTelemetry tracing in every process (lesson 10; on by default: every write and 1 read "
+                        "in 100; --no-tracing is the same as LAB_TRACING=0)")
     p.add_argument("--primaries", type=int, help="with --cluster: how many primaries, each with a replica (default 3)")
     add("stop-all", cmd_stop_all, "stop every process labkit started, JupyterLab included")
     add("start", cmd_start, "start one: redis, or one service alone (with Redis, which it needs)") \

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -134,10 +135,24 @@ def load(trace_id: str | None = None, run_dir: str | Path | None = None) -> pd.D
     no id, every span on file. ``start_ms`` is the offset from the start of the span's trace."""
     trace_id = resolve(trace_id, run_dir) if trace_id else None
     rows = [row for row in _spans(run_dir, trace_id) if trace_id is None or row["trace_id"] == trace_id]
+    if not rows and trace_id:
+        raise LabkitError(f"no spans of trace {trace_id} in {traces_dir(run_dir)} (yet: spans are written "
+                          "in batches, every half second)")
+    return _frame(rows)
+
+
+RECORDED = Path(__file__).parent / "data" / "traces"
+
+
+def recorded(name: str = "claim_with_slow_policy") -> pd.DataFrame:
+    """A trace recorded on a real lab and shipped with labkit (``labkit/data/traces/<name>.jsonl``, the span
+    files' own OTLP/JSON lines, only that trace's spans kept): the DataFrame ``load`` gives, with no lab
+    running. ``claim_with_slow_policy``: one claim through the gateway while policy answered 150 ms late."""
+    return _frame([row for line in _lines([RECORDED / f"{name}.jsonl"], None) for row in _rows(parse_request(line))])
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
-        if trace_id:
-            raise LabkitError(f"no spans of trace {trace_id} in {traces_dir(run_dir)} (yet: spans are written "
-                              "in batches, every half second)")
         return pd.DataFrame(columns=COLUMNS)
     rows = list({row["span_id"]: row for row in rows}.values())  # a span is written once; be safe anyway
     ordered = _tree_order(rows)
@@ -164,6 +179,50 @@ def _tree_order(rows: list[dict]) -> list[dict]:
         for child in sorted(children.get(row["span_id"], []), key=lambda r: r["start_ns"], reverse=True):
             stack.append((child, depth + 1))
     return ordered
+
+
+def self_ms(df: pd.DataFrame) -> pd.Series:
+    """Each span's self time: its duration minus the time its direct children cover, each child clipped to
+    the span's own interval and overlapping children counted once (two peer calls awaited together cover
+    their union, not their sum; the worker's span, which starts after the request that made the event has
+    answered, covers none of it). What is left is time spent in that span's own code and waits."""
+    end = df["start_ms"] + df["duration_ms"]
+    spans = pd.DataFrame({"start": df["start_ms"], "end": end, "parent": df["parent_id"]}).set_index(df["span_id"])
+    covered = dict.fromkeys(spans.index, 0.0)
+    for parent, children in spans[spans["parent"].isin(spans.index)].groupby("parent"):
+        low, high = spans.at[parent, "start"], spans.at[parent, "end"]
+        reach, total = low, 0.0
+        for start, stop in sorted(zip(children["start"].clip(low, high), children["end"].clip(low, high))):
+            if stop > reach:
+                total += stop - max(start, reach)
+                reach = stop
+        covered[parent] = total
+    return pd.Series([d - covered[i] for i, d in zip(df["span_id"], df["duration_ms"])], index=df.index,
+                     name="self_ms")
+
+
+def self_time_by_service(df: pd.DataFrame) -> pd.DataFrame:
+    """Self time summed per service, largest first, with how many spans each had (the bottleneck is the top
+    row: where the trace's time was spent, not where it was merely waited for)."""
+    table = df.assign(self_ms=self_ms(df)).groupby("service").agg(self_ms=("self_ms", "sum"),
+                                                                  spans=("span_id", "size"))
+    table["share"] = table["self_ms"] / table["self_ms"].sum()
+    return table.sort_values("self_ms", ascending=False)
+
+
+def log_lines(trace_id: str, run_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every log line of every process that ends with ``trace=<trace_id>``, in time order: the logs of all
+    services joined on the trace id (columns ``time``, ``process``, ``line``)."""
+    logs = Path(run_dir) / "logs" if run_dir else get_settings().run_dir / "logs"
+    needle, rows = f"trace={trace_id}", []
+    for path in sorted(logs.glob("*.log")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if needle in line:
+                rest = line[24:].split(" ", 1)[-1]  # after the time stamp and the level
+                rows.append({"time": pd.to_datetime(line[:23], format="%Y-%m-%d %H:%M:%S,%f", errors="coerce"),
+                             "process": path.stem, "line": rest.replace(f" {needle}", "")})
+    return pd.DataFrame(rows, columns=["time", "process", "line"]).sort_values("time", kind="stable") \
+        .reset_index(drop=True)
 
 
 def _detail(attributes: dict) -> str:
@@ -194,11 +253,29 @@ def waterfall_text(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def load_settled(trace_id: str, run_dir: str | Path | None = None, quiet_s: float = 1.0,
+                 deadline_s: float = 10.0) -> pd.DataFrame:
+    """``load``, but for a trace that is still arriving (each process writes its spans every half second,
+    and the worker's come after the event hop): wait until no new span has come for ``quiet_s``. A trace
+    whose newest span ended longer ago than that is returned at once."""
+    df = load(trace_id, run_dir)
+    started = changed = time.monotonic()
+    while time.monotonic() - started < deadline_s:
+        newest_end_ns = int((df["start_time"].astype("int64") + df["duration_ms"] * 1e6).max())
+        if time.time_ns() - newest_end_ns > (quiet_s + 1.0) * 1e9 or time.monotonic() - changed >= quiet_s:
+            break
+        time.sleep(0.25)
+        again = load(trace_id, run_dir)
+        if len(again) != len(df):
+            df, changed = again, time.monotonic()
+    return df
+
+
 def cmd_trace(args) -> int:
     if not args.last and not args.id:
         raise LabkitError("name a trace id or a request id, or use --last")
     trace_id = last_trace_id() if args.last else resolve(args.id)
-    print(waterfall_text(load(trace_id)))
+    print(waterfall_text(load_settled(trace_id)))
     return 0
 
 

@@ -64,10 +64,13 @@ class Settings(BaseSettings):
     # Tracing (lesson 10, services/platform/tracing.py): spans go to <run_dir>/traces/<instance>.jsonl (OTLP
     # JSON); past this size the file is rotated to .1 (one old generation kept), so a process holds at most
     # twice this on disk. The standard OTEL_* variables choose sampling, a collector, or no tracing at all.
-    # Off unless asked for (LAB_TRACING=1, `labkit start-all --tracing`): measured on this kind of machine, the
-    # instrumentations' work per request halves a cached read's throughput even when 1 request in 100 is
-    # sampled (benchmarks/tracing.py, README "Tracing"), and the lessons before 10 measure speed.
-    tracing: bool = False
+    # On by default, with the lab's sampler: every write is traced, and this share of reads (a request with a
+    # traceparent follows its caller instead). Tracing every read cost a cached read through the gateway most
+    # of its throughput on this kind of machine; an unsampled request skips the instrumentation entirely
+    # (benchmarks/tracing.py, README "Tracing"). LAB_TRACING=0 (or OTEL_SDK_DISABLED=true) turns it off;
+    # OTEL_TRACES_SAMPLER replaces the lab's sampler.
+    tracing: bool = True
+    trace_read_ratio: float = Field(0.01, ge=0, le=1)
     trace_file_max_bytes: int = 8 * 1024 * 1024
 
     # The system of record is a "slow core insurance system": this many ms are added to every query.

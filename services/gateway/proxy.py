@@ -28,6 +28,7 @@ import time
 from urllib.parse import quote_from_bytes, unquote, unquote_to_bytes
 
 import aiohttp
+from opentelemetry import trace
 from yarl import URL
 
 from services.auth.edge import identity_for, signed_header
@@ -118,6 +119,16 @@ class NoAnswer(Exception):
 
     def __init__(self, status: int, body: dict, headers: list | None = None):
         self.status, self.body, self.headers = status, body, headers or []
+
+
+def _describe_choice(upstreams, service: str, target, attempt: int) -> None:
+    """Lesson 10: the balancer's choice and the breaker it passed, on the gateway's span of this request
+    (the last attempt's, when a refused connection was retried). Nothing is built for an unsampled request."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({"lab.upstream.service": service, "lab.upstream.instance": target.instance_id,
+                             "lab.balancer": upstreams.balancers[service].name,
+                             "lab.breaker.state": target.breaker.state, "lab.attempt": attempt})
 
 
 class ProxyMiddleware:
@@ -231,6 +242,7 @@ class ProxyMiddleware:
             # Signed for the path as the service will read it: its server decodes what we send, once.
             headers[IDENTITY_HEADER] = signed_header(state, identity, service, method, unquote(path),
                                                      target.instance_id if target.registered else None)
+            _describe_choice(upstreams, service, target, attempt)
             upstreams.on_sent(target)
             try:
                 # encoded=True: sent exactly as checked above (no second decoding, no re-normalising).

@@ -21,6 +21,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from fastapi import APIRouter, FastAPI
+from opentelemetry import trace
 
 from services.core import acl, redis_client
 from services.core.db import Database
@@ -64,7 +65,7 @@ class LogFormatter(logging.Formatter):
     """The standard format, with the date and time part of ``asctime`` made once per second, not once per
     line: ``time.strftime`` was a sixth of the cost of each access log line.
 
-    One record is one line: every message goes through ``loggable`` (a newline a client smuggled into a
+    Every line written inside a trace ends with ``trace=<trace id>``. One record is one line: every message goes through ``loggable`` (a newline a client smuggled into a
     path or a name becomes ``\\n``, a byte that is not UTF-8 ``\\xff``), and each line of a traceback is
     indented with ``  | `` — a line that starts with a timestamp is always a record this process wrote.
     """
@@ -82,6 +83,11 @@ class LogFormatter(logging.Formatter):
 
     def formatMessage(self, record):  # noqa: N802 - logging's name
         record.message = loggable(record.message, limit=8192)
+        # Lesson 10: the trace a line belongs to, so the logs of every service join on it (a sampled request,
+        # and an unsampled one too: ``SampleAtTheEdge`` gives it a trace id that its next hops carry on).
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.message += f" trace={span_context.trace_id:032x}"
         return super().formatMessage(record)
 
     def formatException(self, ei):  # noqa: N802 - logging's name
@@ -226,4 +232,4 @@ def create_app(spec: ServiceSpec, settings: Settings | None = None, *, port: int
     # over the limit reaches anything.
     # Around all of it, the tracing middleware: the server span of every hop (lesson 10).
     return traced_asgi(RequestContext(BodyLimit(entry, max_bytes=settings.max_body_bytes), service=spec.name),
-                       tracer_provider)
+                       tracer_provider, settings)

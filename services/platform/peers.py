@@ -24,6 +24,7 @@ import time
 
 import aiohttp
 from fastapi import Request
+from opentelemetry import propagate
 
 from services.patterns import registry
 
@@ -74,6 +75,9 @@ async def fetch_peer_entity(request: Request, service: str, path: str) -> dict |
     headers = peer_identity_header(state.settings, state.service, service, "GET", path)
     if rid:
         headers["x-request-id"] = rid
+    # the trace context, sampled or not (lesson 10): the aiohttp instrumentation writes it too when it runs,
+    # but for a request the edge chose not to trace it is suppressed, and the peer must still learn "not sampled"
+    propagate.inject(headers)
     status, body, failure = None, b"", None
     for attempt, base_url in enumerate((await state.peers.addresses(service))[:2]):
         try:

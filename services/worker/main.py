@@ -59,6 +59,9 @@ async def triage_claim(app: FastAPI, event: Event) -> None:
         if status not in (200, 404, 409):
             raise RuntimeError(f"the claims service answered {status}")
     await r.set(done, 1, ex=s.events_dedupe_ttl_s)
+    # one line per claim scored; inside the event's trace, so it ends with trace=<id> (lesson 10)
+    log.info("worker: %s scored %.2f%s", event.subject, score,
+             " -> under_review" if score >= s.worker_review_threshold else "")
 
 
 async def consume_forever(app: FastAPI) -> None:

@@ -1,9 +1,12 @@
-"""Lesson 10 on a lab with tracing on (``conftest.py``): one claim through the gateway is ONE trace — the gateway, claims, the policy
-peer check, Redis, the event hop and the worker's scoring and status change — written to OTLP/JSON files."""
+"""Lesson 10 on the session's lab, configured as a fresh clone is (tracing on, the lab's sampler: every write,
+1 read in 100): one claim through the gateway is ONE trace — the gateway, claims, the policy peer check, Redis,
+the event hop and the worker's scoring and status change — written to OTLP/JSON files; a read that is not
+sampled leaves no span, and the logs of every service join on the trace id."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -20,6 +23,16 @@ def spans_of(trace_id: str, run_dir):
         return traces.load(trace_id, run_dir=run_dir)
     except LabkitError:  # not written yet: spans go to the files in batches
         return None
+
+
+def traceparent(sampled: bool) -> tuple[str, str]:
+    """A caller's W3C ``traceparent`` (as a client that traces would send it) and its trace id."""
+    trace_id = secrets.token_hex(16)
+    return f"00-{trace_id}-{secrets.token_hex(8)}-{'01' if sampled else '00'}", trace_id
+
+
+def test_the_default_lab_traces_a_claim_submitted_through_the_gateway(settings):
+    assert settings.tracing and settings.trace_read_ratio < 1  # the session's lab runs the defaults
 
 
 def test_a_claim_through_the_gateway_is_one_trace_down_to_the_workers_status_change(api, settings, new_policy):
@@ -51,6 +64,10 @@ def test_a_claim_through_the_gateway_is_one_trace_down_to_the_workers_status_cha
     root = df.iloc[0]
     assert (root["service"], root["kind"]) == ("gateway", "server") and pd.isna(root["parent_id"])
     assert root["name"] == "POST /api/claims"
+    # the gateway's choice: which instance, by which balancer, through a breaker in which state
+    assert root["attributes"]["lab.upstream.instance"].startswith("claims-")
+    assert root["attributes"]["lab.balancer"] == settings.gateway_balancer
+    assert root["attributes"]["lab.breaker.state"] in ("closed", "half_open")
     assert (df["attributes"].map(lambda a: a.get("db.system") or a.get("db.system.name")) == "redis").any(), \
         "no Redis span in the trace"
     # the policy peer check: a server span of policy whose parent is a client span of claims
@@ -71,8 +88,10 @@ def test_a_claim_through_the_gateway_is_one_trace_down_to_the_workers_status_cha
 
 
 def test_span_files_are_otlp_json_that_the_protobuf_model_reads(api, settings, new_policy):
-    response = api.get(f"/api/policies/{new_policy()['id']}")
-    trace_id = response.headers["x-trace-id"]
+    # a read is traced when its caller's traceparent says so (the lab's default samples 1 read in 100)
+    header, trace_id = traceparent(sampled=True)
+    response = api.get(f"/api/policies/{new_policy()['id']}", headers={"traceparent": header})
+    assert response.headers["x-trace-id"] == trace_id
     def both_hops_on_file():  # each process writes its own batches: wait for the gateway's and policy's
         df = spans_of(trace_id, settings.run_dir)
         return df is not None and {"gateway", "policy"} <= set(df["service"])
@@ -114,3 +133,48 @@ def test_labkit_trace_last_prints_the_latest_request_through_the_gateway(api, se
     services_named = {line.split()[2] for line in lines[2:]}
     assert {"gateway", "claims", "policy", "worker"} <= services_named
     assert any("POST /api/claims" in line for line in lines)
+
+
+def test_a_read_that_is_not_sampled_leaves_no_span_and_its_logs_join_on_one_trace_id(api, settings, new_policy):
+    policy_id = new_policy()["id"]
+    header, unsampled_trace = traceparent(sampled=False)
+    told = api.get(f"/api/policies/{policy_id}", headers={"traceparent": header, "Cache-Control": "no-cache"})
+    assert told.status_code == 200 and "x-trace-id" not in told.headers
+    # and reads with no traceparent: the edge decides, and samples few (1 in 100): take ones it did not sample
+    unsampled_rids = []
+    for _ in range(5):
+        response = api.get(f"/api/policies/{policy_id}", headers={"Cache-Control": "no-cache"})
+        assert response.status_code == 200
+        if "x-trace-id" not in response.headers:
+            unsampled_rids.append(response.headers["x-request-id"])
+    assert unsampled_rids
+    # a sampled request after them: once its spans from both hops are on file, theirs would be too
+    later_header, later_trace = traceparent(sampled=True)
+    api.get(f"/api/policies/{policy_id}", headers={"traceparent": later_header, "Cache-Control": "no-cache"})
+    wait_for(lambda: (df := spans_of(later_trace, settings.run_dir)) is not None
+             and {"gateway", "policy"} <= set(df["service"]), "a later sampled read's spans on file")
+    every_line = "".join(path.read_text(encoding="utf-8") for path in traces.span_files(settings.run_dir))
+    assert unsampled_trace not in every_line
+    assert not [rid for rid in unsampled_rids if rid in every_line]
+    # not traced, yet its log lines at the gateway and at policy carry one trace id: the caller's
+    logs = settings.run_dir / "logs"
+    rid = told.headers["x-request-id"]
+    for service in ("gateway", "policy"):
+        wait_for(lambda: any(f"rid={rid}" in line and f"trace={unsampled_trace}" in line
+                             for line in (logs / f"{service}.log").read_text().splitlines()),
+                 f"{service}'s access log line of the unsampled read, with its trace id")
+
+
+def test_every_service_logs_the_trace_id_of_a_claim(api, settings, new_policy):
+    policy = new_policy(coverage_cents=1_000_000)
+    response = api.post("/api/claims", json={"policy_id": policy["id"], "amount_cents": 700_000,
+                                             "description": "logs by trace id"})
+    assert response.status_code == 201, response.text
+    trace_id = response.headers["x-trace-id"]
+    logs = settings.run_dir / "logs"
+
+    def services_logging_it():
+        return {service for service in ("gateway", "claims", "policy", "worker")
+                if f"trace={trace_id}" in (logs / f"{service}.log").read_text()}
+    wait_for(lambda: services_logging_it() == {"gateway", "claims", "policy", "worker"},
+             "a log line with the claim's trace id from the gateway, claims, policy and the worker", deadline_s=60)

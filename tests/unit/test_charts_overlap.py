@@ -146,7 +146,7 @@ def _collapsed_stacks():
     return "\n".join(lines)
 
 
-def _trace():
+def _trace(redis: bool = False):
     spans = [  # (depth, name, service, start_ms, duration_ms)
         (0, "POST /api/claims", "gateway", 0.0, 9.0), (1, "POST /claims", "gateway", 0.4, 8.2),
         (2, "POST /claims", "claims", 0.9, 7.5), (3, "GET /policies/POL-000001", "claims", 1.2, 2.1),
@@ -154,8 +154,11 @@ def _trace():
         (3, "claim.submitted publish", "claims", 6.8, 0.4), (4, "EVALSHA", "claims", 6.9, 0.3),
         (3, "claim.submitted process", "worker", 9.5, 4.0), (4, "POST /claims/CLM-000001/status", "worker", 10.0, 3.0),
         (5, "POST /claims/CLM-000001/status", "claims", 10.3, 2.5)]
-    return pd.DataFrame([{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "depth": d, "name": n, "service": s,
-                          "start_ms": t, "duration_ms": dt} for d, n, s, t, dt in spans])
+    df = pd.DataFrame([{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "depth": d, "name": n, "service": s,
+                        "start_ms": t, "duration_ms": dt} for d, n, s, t, dt in spans])
+    if redis:  # as labkit.traces.load gives them: the Redis calls say so in their attributes
+        df["attributes"] = [{"db.system": "redis"} if n in ("GET", "EVALSHA") else {} for n in df["name"]]
+    return df
 
 
 SAMPLES = {
@@ -235,6 +238,11 @@ SAMPLES = {
         [{"protection": p, "refresh": r} for p, n in (("none", 48), ("lock", 1), ("early refresh", 1))
          for r in range(5) for _ in range(n)])),
     "waterfall": lambda: charts.waterfall(_trace()),
+    "waterfalls": lambda: charts.waterfalls({"cache MISS (POL-000007)": _trace(redis=True),
+                                             "cache HIT (POL-000007)": _trace(redis=True).iloc[:6]}),
+    "self_time_bars": lambda: charts.self_time_bars(pd.DataFrame(
+        {"service": ["policy", "claims", "gateway", "worker"] * 2, "self_ms": [2.1, 6.3, 1.6, 0.7, 52.4, 6.0, 1.8, 0.6],
+         "run": ["as it is"] * 4 + ["policy slowed by 50 ms"] * 4})),
 }
 
 

@@ -142,5 +142,5 @@ def test_otel_sdk_disabled_installs_nothing(monkeypatch, tmp_path):
     async def app(scope, receive, send):
         pass
 
-    assert traced_asgi(app, None) is app
+    assert traced_asgi(app, None, Settings(run_dir=tmp_path)) is app
     assert not (tmp_path / "traces").exists()
