@@ -449,3 +449,115 @@ def reshard_verdict(summary: dict) -> str:
                " — NOT what the lesson expects (see the requests' errors)")
             + ("" if s["moved_redirects"] + s["ask_redirects"] else
                " (this run saw no redirect at all: no request touched a moved slot before the clients re-read the map)"))
+
+
+# --- f. what a cluster costs on one machine ---------------------------------------------------------------------
+
+def _read_mix(client, names: list[str], seconds: float, split_mget) -> dict[str, float]:
+    """Each kind of read for ``seconds``, one client, one request at a time: operations per second."""
+    kinds = {"GET one key": lambda i: client.get(names[i % len(names)]),
+             "MGET of 10 keys": lambda i: split_mget([names[(i + j * 37) % len(names)] for j in range(10)]),
+             "pipeline of 10 GETs": lambda i: _pipelined(client, [names[(i + j * 37) % len(names)] for j in range(10)])}
+    rates = {}
+    for kind, call in kinds.items():
+        done, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            call(done)
+            done += 1
+        rates[kind] = done / elapsed
+    return rates
+
+
+def _pipelined(client, names: list[str]) -> list:
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.get(name)
+        return pipe.execute()
+
+
+def cost_of_a_cluster(lab: Lab, seconds: float = 1.0, rounds: int = 2, keys_count: int = 1000) -> pd.DataFrame:
+    """The same read mix on one standalone server (started for this, then stopped) and on the lab's cluster,
+    in alternating rounds (the machine's load drifts): operations per second, the best round of each. The
+    cluster client sends each key to its node; an MGET or a pipeline over many slots is split per node
+    (``mget_nonatomic``: the cluster cannot answer one MGET over many slots)."""
+    single_settings = private_settings(lab.settings.run_dir / "single-node")
+    server = redis_server.start(single_settings, detached=False)
+    try:
+        single = server.client()
+        clustered = lab.redis_client()
+        names = [keys.exercise("09", f"read:{i}") for i in range(keys_count)]
+        value = "x" * 300
+        for client in (single, clustered):
+            for name in names:
+                client.set(name, value)
+        results: dict[str, dict[str, float]] = {"one server": {}, "cluster": {}}
+        for _ in range(rounds):
+            for setup, client, split in (("one server", single, single.mget),
+                                         ("cluster", clustered, clustered.mget_nonatomic)):
+                for kind, rate in _read_mix(client, names, seconds / 3, split).items():
+                    results[setup][kind] = max(results[setup].get(kind, 0), rate)
+        for name in names:
+            clustered.delete(name)
+    finally:
+        redis_server.stop(single_settings)
+    table = pd.DataFrame(results).round(0)
+    table.attrs["cpus"] = os.cpu_count()
+    return table
+
+
+def cost_verdict(cost: pd.DataFrame) -> str:
+    ratio = (cost["cluster"] / cost["one server"])
+    lines = [f"{kind}: the cluster did {r:.0%} of one server's rate" for kind, r in ratio.items()]
+    lines.append(f"on {cost.attrs.get('cpus', '?')} CPU cores shared by every node, the services and this notebook, "
+                 "a cluster cannot be faster: it adds processes competing for the same cores and splits a "
+                 "multi-key read into one request per node. Its gains — more memory, more cores, more machines, "
+                 "a replica ready to take over — need more machines.")
+    if (ratio > 1.05).any():
+        lines.append("this run measured the cluster faster on some reads: noise on a busy machine (one client, "
+                     "short rounds) — run it again")
+    return "\n".join(lines)
+
+
+# --- g. pub/sub on a cluster -------------------------------------------------------------------------------------
+
+def pubsub_on_a_cluster(lab: Lab) -> pd.DataFrame:
+    """What the lab's pub/sub does on a cluster, observed: the services' subscriptions per node (``PUBSUB
+    NUMSUB`` counts only the node's own subscribers), one classic ``PUBLISH`` sent to a node other than the
+    subscriber's and received all the same (the cluster bus carries it to every node), and one sharded
+    ``SPUBLISH`` sent to a node that does not own the channel's slot (answered ``MOVED``)."""
+    from services.patterns.coherence import INVALIDATIONS_CHANNEL
+
+    admin = _admin(lab)
+    owners = primaries(lab)
+    rows = []
+    for node in nodes(lab):
+        client = cluster.node_client(node, admin)
+        if client.ping():
+            subscribed = dict(client.pubsub_numsub(INVALIDATIONS_CHANNEL, keys.channel("claims")))
+            rows.append({"observed": f"subscribers on {cluster.HOST}:{node.port}",
+                         "result": ", ".join(f"{channel}: {n}" for channel, n in subscribed.items())})
+    channel = keys.channel("lesson-09-probe")
+    listener = cluster.node_client(owners[0], admin).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(channel)
+    time.sleep(0.1)
+    local = cluster.node_client(owners[1], admin).publish(channel, "hello from another node")
+    message = None
+    deadline = time.monotonic() + 2
+    while message is None and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.2)
+    listener.close()
+    rows.append({"observed": f"PUBLISH on :{owners[1].port}, subscriber on :{owners[0].port}",
+                 "result": (f"received {message['data']!r}" if message else "NOT received within 2 s")
+                 + f" (PUBLISH answered {local}: it counts only the receivers on its own node)"})
+    slot_owner = owner_of(lab, channel)
+    other = next(n for n in owners if n.port != slot_owner.port)
+    try:
+        cluster.node_client(other, admin).execute_command("SPUBLISH", channel, "sharded")
+        outcome = "accepted"
+    except redis.exceptions.MovedError as exc:
+        outcome = f"answered MOVED {exc}: sharded pub/sub lives on the slot's owner"
+    except redis.ResponseError as exc:
+        outcome = f"refused: {exc}"
+    rows.append({"observed": f"SPUBLISH on :{other.port} (the channel's slot {key_slot(channel.encode())} is "
+                             f":{slot_owner.port}'s)", "result": outcome})
+    return pd.DataFrame(rows).set_index("observed")
