@@ -246,14 +246,18 @@ def restart_node(settings: Settings, node: Node, binary: str, acl_file: str, nod
     knew; the cluster has replaced it meanwhile, so it comes back as the replica of the node promoted in its
     place (and copies that node's data). Waits until every range has a replica again."""
     again = start_node(settings, binary, node.port, acl_file, detached, "replica", fresh=False)
-    client = _client(again, password)
-    wait_until(lambda: client.ping(), "answer PING on the restarted node", timeout_s, [again])
-    _authenticate_replication(client, password)
-    others = [n for n in nodes if n.port != node.port]
-    wait_until(lambda: client.info("replication")["role"] == "slave"
-               and client.info("replication").get("master_link_status") == "up"
-               and whole([*others, again], password),
-               "take the restarted node back as a replica", timeout_s, [again])
+    try:
+        client = _client(again, password)
+        wait_until(lambda: client.ping(), "answer PING on the restarted node", timeout_s, [again])
+        _authenticate_replication(client, password)
+        others = [n for n in nodes if n.port != node.port]
+        wait_until(lambda: client.info("replication")["role"] == "slave"
+                   and client.info("replication").get("master_link_status") == "up"
+                   and whole([*others, again], password),
+                   "take the restarted node back as a replica", timeout_s, [again])
+    except BaseException:
+        stop([again])  # not recorded yet: nobody else would stop it
+        raise
     return again
 
 
@@ -263,13 +267,18 @@ def add_primary(settings: Settings, binary: str, acl_file: str, nodes: list[Node
     port = port or free_base_port(1)
     check_ports_free([port])
     new = start_node(settings, binary, port, acl_file, detached, "primary")
-    client = _client(new, password)
-    wait_until(lambda: client.ping(), "answer PING on the new node", timeout_s, [new])
-    _authenticate_replication(client, password)
-    live = [n for n in nodes if procs.is_alive(n.pid)]
-    _client(live[0], password).execute_command("CLUSTER", "MEET", HOST, port)
-    wait_until(lambda: all(len(_client(n, password).execute_command("CLUSTER", "NODES").splitlines()) == len(live) + 1
-                           for n in [*live, new]), "let every node know the new one", timeout_s, [new])
+    try:
+        client = _client(new, password)
+        wait_until(lambda: client.ping(), "answer PING on the new node", timeout_s, [new])
+        _authenticate_replication(client, password)
+        live = [n for n in nodes if procs.is_alive(n.pid)]
+        _client(live[0], password).execute_command("CLUSTER", "MEET", HOST, port)
+        wait_until(lambda: all(len(_client(n, password).execute_command("CLUSTER", "NODES").splitlines())
+                               == len(live) + 1 for n in [*live, new]), "let every node know the new one", timeout_s,
+                   [new])
+    except BaseException:
+        stop([new])  # not recorded yet: nobody else would stop it
+        raise
     return new
 
 
@@ -317,3 +326,31 @@ def counters(nodes: list[Node], password: str) -> dict[int, dict]:
         except (redis.RedisError, OSError):
             out[node.port] = {"commands": 0, "moved": 0, "ask": 0, "keys": 0}
     return out
+
+
+def start_practice_cluster(run_dir: Path, timeout_s: float = 30) -> tuple[Node, redis.Redis]:
+    """A one-node cluster owning all 16384 slots, for an exercise to run scripts on (about a second to start).
+
+    One node is enough to be refused: a node in cluster mode checks every command's keys against the slot
+    rules (``CROSSSLOT``) whatever slots it owns. Returns the node (stop it with ``stop([node])``; started in
+    this process's group, it dies with a notebook's kernel) and a plain client of it, so what the server
+    answers is seen as it is (redis-py's cluster client would refuse a cross-slot script before sending)."""
+    from . import redis_server
+
+    settings = Settings(_env_file=None, run_dir=run_dir, redis_port=free_base_port(1))
+    binary, _ = redis_server.find_binary()
+    data_dir = run_dir / "redis"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    acl_file = redis_server.write_acl_file(settings, data_dir)
+    node = start_node(settings, binary, settings.redis_port, str(acl_file), detached=False, role="primary")
+    password = acl.password(settings, "default")
+    try:
+        client = _client(node, password)
+        wait_until(lambda: client.ping(), "answer PING", timeout_s, [node])
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, SLOTS - 1)
+        wait_until(lambda: "cluster_state:ok" in client.execute_command("CLUSTER", "INFO"),
+                   "reach cluster_state:ok", timeout_s, [node])
+    except BaseException:
+        stop([node])
+        raise
+    return node, client
