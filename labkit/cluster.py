@@ -272,10 +272,10 @@ def add_primary(settings: Settings, binary: str, acl_file: str, nodes: list[Node
         wait_until(lambda: client.ping(), "answer PING on the new node", timeout_s, [new])
         _authenticate_replication(client, password)
         live = [n for n in nodes if procs.is_alive(n.pid)]
+        known = len(_client(live[0], password).execute_command("CLUSTER", "NODES").splitlines())  # the dead too
         _client(live[0], password).execute_command("CLUSTER", "MEET", HOST, port)
-        wait_until(lambda: all(len(_client(n, password).execute_command("CLUSTER", "NODES").splitlines())
-                               == len(live) + 1 for n in [*live, new]), "let every node know the new one", timeout_s,
-                   [new])
+        wait_until(lambda: all(len(_client(n, password).execute_command("CLUSTER", "NODES").splitlines()) == known + 1
+                               for n in [*live, new]), "let every node know the new one", timeout_s, [new])
     except BaseException:
         stop([new])  # not recorded yet: nobody else would stop it
         raise

@@ -58,7 +58,7 @@ def _admin(lab: Lab) -> str:
 
 def nodes(lab: Lab) -> list[Node]:
     """The cluster's nodes as labkit recorded them (read again: a restart or a new node changes the record)."""
-    return status(lab.settings).redis.node_list()
+    return redis_server.current(lab.settings).node_list()
 
 
 def owner_of(lab: Lab, key: str) -> Node:
@@ -160,20 +160,20 @@ def crossslot_demo(lab: Lab, customer_id: str) -> pd.DataFrame:
 
 # --- c. a primary SIGKILLed under claim traffic ---------------------------------------------------------------
 
-def _promoted(lab: Lab, victim: Node, primary_count: int) -> bool:
-    alive = [n for n in nodes(lab) if n.port != victim.port]
-    return sum(row["role"] == "primary" for row in cluster.describe(alive, _admin(lab))) == primary_count
-
-
-def wait_for_promotion(lab: Lab, victim: Node, primary_count: int, timeout_s: float = 60) -> float:
-    """Poll every node but the victim until ``primary_count`` of them say they are primaries; returns when
-    (``time.monotonic()``). Raises TimeoutError if no replica was promoted in time."""
+def wait_for_promotion(lab: Lab, replica: Node, timeout_s: float = 60) -> float:
+    """Poll the dead primary's replica until it says it is a primary (``ROLE``); returns when
+    (``time.perf_counter()``). Raises TimeoutError if it was not promoted in time."""
     deadline = time.monotonic() + timeout_s
-    while not _promoted(lab, victim, primary_count):
+    client = cluster.node_client(replica, _admin(lab))
+    while True:
+        try:
+            if client.execute_command("ROLE")[0] == "master":
+                return time.perf_counter()
+        except (redis.RedisError, OSError):
+            pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no replica took over from {victim.port} within {timeout_s:.0f} s")
-        time.sleep(0.05)
-    return time.monotonic()
+            raise TimeoutError(f"the replica on port {replica.port} was not promoted within {timeout_s:.0f} s")
+        time.sleep(0.02)
 
 
 def claim_request(lab: Lab, note: str) -> tuple[str, str, dict]:
@@ -186,26 +186,48 @@ def kill_primary_under_claims(lab: Lab, victim: Node | None = None, rate: float 
     """Claims submitted through the gateway at ``rate``/s (open loop: a failing request does not hold back the
     next); at ``kill_at_s`` the primary ``victim`` (default: the one holding the claims stream) is SIGKILLed,
     the promotion of its replica is watched for, and the traffic goes on ``after_s`` past it. Returns
-    (requests, marks): one row per request (``traffic_while``), and the marks ``primary SIGKILLed`` and
-    ``replica promoted``, each at its measured time in seconds since the traffic started."""
+    (requests, marks): one row per request (``traffic_while``), and the marks ``primary SIGKILLed``,
+    ``replica promoted`` (as the nodes say) and ``first write to its slots`` (a client writing a key of the
+    victim's slots again and again: the failover as a client sees it), each at its measured time in seconds
+    since the traffic started."""
     victim = victim or owner_of(lab, keys.stream("claims"))
-    count = len(primaries(lab))
+    replica = replica_of(lab, victim)
     times = {}
+
+    probe_key = keys.exercise("09", f"probe:{{{keys.stream('claims')}}}")  # in the claims stream's slot
+    probe = lab.redis_client(socket_timeout=0.5, socket_connect_timeout=0.5)
+    if owner_of(lab, probe_key).port != victim.port:
+        probe_key = None  # a victim chosen by the caller: no probe
+
+    def first_write():
+        """Keep writing to a key of the victim's slots until a write succeeds: the failover as a client sees it."""
+        while probe_key:
+            try:
+                probe.set(probe_key, "written after the kill")
+                times["first_write"] = time.perf_counter()
+                return
+            except (redis.RedisError, OSError):
+                time.sleep(0.02)
 
     def fail_over():
         times["start"] = time.perf_counter()
         time.sleep(kill_at_s)
+        writer = threading.Thread(target=first_write, daemon=True)
         times["killed"] = time.perf_counter()
         os.kill(victim.pid, signal.SIGKILL)
-        wait_for_promotion(lab, victim, count)
-        times["promoted"] = time.perf_counter()
+        writer.start()
+        times["promoted"] = wait_for_promotion(lab, replica)
+        writer.join(timeout=30)
         time.sleep(after_s)
 
     requests, began_s = traffic_while(lab.settings, [claim_request(lab, "submitted during a failover")], fail_over,
                                       rate=rate)
-    at = {name: began_s + times[name] - times["start"] for name in ("killed", "promoted")}
-    events = pd.DataFrame([{"t_s": at["killed"], "end_s": at["killed"], "event": f"primary :{victim.port} SIGKILLed"},
-                           {"t_s": at["promoted"], "end_s": at["promoted"], "event": "replica promoted"}])
+    at = {name: began_s + when - times["start"] for name, when in times.items()}
+    marks = [("killed", f"primary :{victim.port} SIGKILLed"), ("promoted", "replica promoted"),
+             ("first_write", "first write to its slots")]
+    events = pd.DataFrame([{"t_s": at[name], "end_s": at[name], "event": label} for name, label in marks if name in at])
+    if probe_key:
+        probe.delete(probe_key)
     requests.attrs["victim"] = victim.port
     return requests, events
 
@@ -227,7 +249,10 @@ def failover_summary(requests: pd.DataFrame, events: pd.DataFrame, audit: pd.Dat
     during = requests[requests["t_s"].between(killed, promoted + settle_s)]
     after = requests[requests["t_s"] > promoted + settle_s]
     counts = audit["submitted_events"] if len(audit) else pd.Series(dtype=int)
-    return {"promotion_s": promoted - killed, "sent": len(requests), "failed_before": int((~requests.loc[
+    first_write = events.loc[events["event"] == "first write to its slots", "t_s"]
+    return {"promotion_s": promoted - killed,
+            "first_write_s": float(first_write.iloc[0]) - killed if len(first_write) else float("nan"),
+            "sent": len(requests), "failed_before": int((~requests.loc[
             requests["t_s"] < killed, "ok"]).sum()), "failed_during": int((~during["ok"]).sum()),
             "sent_during": len(during), "failed_after": int((~after["ok"]).sum()), "sent_after": len(after),
             "committed": int((requests["status"] == 201).sum()), "lost": int((counts == 0).sum()),
@@ -236,7 +261,9 @@ def failover_summary(requests: pd.DataFrame, events: pd.DataFrame, audit: pd.Dat
 
 def failover_verdict(summary: dict) -> str:
     s = summary
-    lines = [f"the replica was promoted {s['promotion_s']:.2f} s after the kill",
+    lines = [f"the replica was promoted {s['promotion_s']:.2f} s after the kill"
+             + (f"; a client's first write to the dead primary's slots succeeded {s['first_write_s']:.2f} s after it"
+                if s["first_write_s"] == s["first_write_s"] else ""),
              f"{s['sent']} claim submissions sent: {s['failed_during']} of {s['sent_during']} failed between the kill "
              f"and 1 s after the promotion (a bounded window, as the lesson expects), "
              f"{s['failed_after']} of {s['sent_after']} failed after it"
@@ -268,12 +295,15 @@ def bring_back(lab: Lab, killed: Node) -> Node:
 # --- d. events lost per failover, without and with the WAIT safeguard ---------------------------------------------
 
 def _claims_with(lab: Lab, replica_acks: int) -> None:
-    """The claims service (whose outbox relay publishes claim events) restarted with ``outbox_replica_acks``."""
-    settings = lab.settings.model_copy(update={"outbox_replica_acks": replica_acks})
-    restart("claims", settings)
+    """The claims service (whose outbox relay publishes claim events) restarted with ``outbox_replica_acks``,
+    unless it already runs with it; ``lab.settings`` says from then on what it runs with."""
+    if lab.settings.outbox_replica_acks == replica_acks:
+        return
+    lab.settings = lab.settings.model_copy(update={"outbox_replica_acks": replica_acks})
+    restart("claims", lab.settings)
 
 
-def events_lost_in_a_failover(lab: Lab, safeguard: bool, claims: int = 8, audit_timeout_s: float = 8) -> dict:
+def events_lost_in_a_failover(lab: Lab, safeguard: bool | None, claims: int = 8, audit_timeout_s: float = 8) -> dict:
     """The worst case for asynchronous replication, made deterministic:
 
     1. the replica of the primary holding the claims' events is frozen (SIGSTOP) and its replication link cut
@@ -284,14 +314,15 @@ def events_lost_in_a_failover(lab: Lab, safeguard: bool, claims: int = 8, audit_
     3. the primary is SIGKILLed and the replica thawed: it is promoted without those events;
     4. every committed claim's audit trail is read from the promoted primary.
 
-    Returns the counts: committed, with exactly one event, lost (none), doubled (more than one), and the
-    killed node (bring it back with ``bring_back``)."""
-    _claims_with(lab, 1 if safeguard else 0)
+    ``safeguard``: the claims service is restarted with ``outbox_replica_acks`` 1 (True) or 0 (False); None
+    leaves it as it runs. Returns the counts: committed, with exactly one event, lost (none), doubled (more
+    than one), and the killed node (bring it back with ``bring_back``)."""
+    if safeguard is not None:
+        _claims_with(lab, 1 if safeguard else 0)
     primary = owner_of(lab, keys.stream("claims"))
     replica = replica_of(lab, primary)
     method, path, body = claim_request(lab, f"written while the replica lags (safeguard {'on' if safeguard else 'off'})")
     admin = _admin(lab)
-    count = len(primaries(lab))
     os.kill(replica.pid, signal.SIGSTOP)
     try:
         cluster.node_client(primary, admin).client_kill_filter(_type="replica")
@@ -304,11 +335,12 @@ def events_lost_in_a_failover(lab: Lab, safeguard: bool, claims: int = 8, audit_
         os.kill(primary.pid, signal.SIGKILL)
     finally:
         os.kill(replica.pid, signal.SIGCONT)
-    killed_at = time.monotonic()
-    promoted_at = wait_for_promotion(lab, primary, count)
+    killed_at = time.perf_counter()
+    promoted_at = wait_for_promotion(lab, replica)
     audit, _ = wait_for_audit(lab.redis_client(), committed, timeout_s=audit_timeout_s)
     counts = audit["submitted_events"] if len(audit) else pd.Series(dtype=int)
-    return {"safeguard": "WAIT 1 (outbox_replica_acks=1)" if safeguard else "none (outbox_replica_acks=0)",
+    acks = lab.settings.outbox_replica_acks if safeguard is None else int(safeguard)
+    return {"safeguard": f"WAIT {acks} (outbox_replica_acks={acks})" if acks else "none (outbox_replica_acks=0)",
             "committed": len(committed), "exactly_one": int((counts == 1).sum()), "lost": int((counts == 0).sum()),
             "doubled": int((counts > 1).sum()), "promotion_s": round(promoted_at - killed_at, 2),
             "killed": primary}
@@ -340,11 +372,12 @@ def loss_verdict(table: pd.DataFrame) -> str:
 
 # --- e. a live reshard: a fourth primary takes slots while traffic runs ------------------------------------------
 
-def reshard_under_traffic(lab: Lab, slots_per_primary: int = 40, rate: float = 40, before_s: float = 2.0,
-                          after_s: float = 2.5) -> dict:
+def reshard_under_traffic(lab: Lab, slots_per_primary: int = 40, rate: float = 40, before_s: float = 1.5,
+                          after_s: float = 2.0, claims_slot_too: bool = True) -> dict:
     """Start a new node, ``CLUSTER MEET`` it, and move ``slots_per_primary`` slots from every primary to it
     (slots that hold keys, so the move is felt, and the claims stream's slot) while reads and claim submissions run
-    through the gateway. Counts per node the commands processed in ``before_s`` of traffic before the move and
+    through the gateway (``claims_slot_too=False``: leave the claims stream where it is, with its replica).
+    Counts per node the commands processed in ``before_s`` of traffic before the move and
     ``after_s`` after it, and the ``MOVED``/``ASK`` redirects every node answered meanwhile."""
     admin = _admin(lab)
     server = status(lab.settings).redis
@@ -367,7 +400,8 @@ def reshard_under_traffic(lab: Lab, slots_per_primary: int = 40, rate: float = 4
         moved = 0
         for source in [p for p in owners if p.port != new.port]:
             chosen = sorted({key_slot(k.encode()) for k in cluster.node_client(source, admin).scan_iter(count=1000)})
-            chosen = chosen[:slots_per_primary] + ([claims_slot] if claims_slot in chosen[slots_per_primary:] else [])
+            chosen = [s for s in chosen if s != claims_slot][:slots_per_primary] + \
+                ([claims_slot] if claims_slot_too and claims_slot in chosen else [])
             moved += cluster.move_slots(source, new, chosen, owners, admin)
         times["moved"] = time.monotonic()
         snapshots["moved"] = cluster.counters([*everyone, new], admin)
@@ -487,17 +521,15 @@ def cost_of_a_cluster(lab: Lab, seconds: float = 1.0, rounds: int = 2, keys_coun
         clustered = lab.redis_client()
         names = [keys.exercise("09", f"read:{i}") for i in range(keys_count)]
         value = "x" * 300
-        for client in (single, clustered):
-            for name in names:
-                client.set(name, value)
+        single.mset({name: value for name in names})
+        clustered.mset_nonatomic({name: value for name in names})  # one MSET per slot, sent node by node
         results: dict[str, dict[str, float]] = {"one server": {}, "cluster": {}}
         for _ in range(rounds):
             for setup, client, split in (("one server", single, single.mget),
                                          ("cluster", clustered, clustered.mget_nonatomic)):
                 for kind, rate in _read_mix(client, names, seconds / 3, split).items():
                     results[setup][kind] = max(results[setup].get(kind, 0), rate)
-        for name in names:
-            clustered.delete(name)
+        clustered.delete(*names)  # the cluster client splits a multi-key DEL per slot
     finally:
         redis_server.stop(single_settings)
     table = pd.DataFrame(results).round(0)

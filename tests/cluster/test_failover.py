@@ -1,12 +1,16 @@
-"""SIGKILL of a primary while claims are submitted through the gateway (lesson 09), on a cluster of its own.
+"""A cluster changed under traffic (lesson 09), on a cluster of its own: a primary SIGKILLed while claims are
+submitted through the gateway, and slots moved to a new primary.
 
 What must hold, whatever the timing: every claim that got a 201 exists and has exactly one
 ``claim.submitted`` event in its history (the outbox is the truth; the relay retries until the promoted
 replica answers, and its dedupe key makes a retry harmless), and once the replica is promoted no request
 fails. Requests that fail *during* the promotion are counted and reported, not forbidden.
 
-The experiment is lesson 09's own (``labkit.experiments.cluster.kill_primary_under_claims``): the lesson
-shows what this test checks.
+A live reshard: no request fails while slots move; the clients were redirected (counted, never asserted:
+whether a request hits a moving slot at the right moment is a race).
+
+The experiments are lesson 09's own (``labkit.experiments.cluster``): the lesson shows what these tests
+check. Either test may run first: the reshard leaves the claims stream's slot (and its replica) in place.
 """
 
 from __future__ import annotations
@@ -44,3 +48,19 @@ def test_a_primary_killed_under_claim_traffic_loses_and_doubles_no_event(failove
     assert summary["exactly_one"] == summary["committed"]
     for claim_id in requests["created"].dropna():
         assert lab.client.get(f"/api/claims/{claim_id}").status_code == 200, claim_id
+
+
+def test_slots_move_to_a_new_primary_under_traffic_and_no_request_fails(failover_lab):
+    lab = failover_lab
+    result = lesson.reshard_under_traffic(lab, slots_per_primary=20, rate=30, before_s=1.0, after_s=1.5,
+                                          claims_slot_too=False)
+    summary = lesson.reshard_summary(result)
+    print(lesson.reshard_verdict(summary))
+    requests = result["requests"]
+    assert summary["keys_moved"] > 0
+    assert summary["sent"] > 20
+    assert requests.loc[~requests["ok"], ["t_s", "path", "status", "error"]].to_dict("records") == []
+    slot_map = lesson.slot_map(lab)
+    owners = slot_map[(slot_map["role"] == "primary") & (slot_map["slots"] > 0)]
+    assert len(owners) == 4, slot_map
+    assert int(owners["slots"].sum()) == 16384

@@ -104,7 +104,8 @@ def _failover(failures=True):
     requests = pd.DataFrame({"t_s": t, "ok": ok, "status": np.where(ok, 201, 503),
                              "latency_ms": np.where(down, _latencies(len(t), 400), _latencies(len(t), 20))})
     events = pd.DataFrame([{"t_s": 2.0, "end_s": 2.0, "event": "primary :21521 SIGKILLed"},
-                           {"t_s": 5.81, "end_s": 5.81, "event": "replica promoted"}])
+                           {"t_s": 5.81, "end_s": 5.81, "event": "replica promoted"},
+                           {"t_s": 5.95, "end_s": 5.95, "event": "first write to its slots"}])
     return requests, events
 
 
