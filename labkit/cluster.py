@@ -272,10 +272,13 @@ def add_primary(settings: Settings, binary: str, acl_file: str, nodes: list[Node
         wait_until(lambda: client.ping(), "answer PING on the new node", timeout_s, [new])
         _authenticate_replication(client, password)
         live = [n for n in nodes if procs.is_alive(n.pid)]
-        known = len(_client(live[0], password).execute_command("CLUSTER", "NODES").splitlines())  # the dead too
         _client(live[0], password).execute_command("CLUSTER", "MEET", HOST, port)
-        wait_until(lambda: all(len(_client(n, password).execute_command("CLUSTER", "NODES").splitlines()) == known + 1
-                               for n in [*live, new]), "let every node know the new one", timeout_s, [new])
+        ids = [node_id(n, password) for n in [*live, new]]  # by id, not by count: a dead node may stay listed
+
+        def everyone_knows_everyone():
+            return all(all(i in _client(n, password).execute_command("CLUSTER", "NODES") for i in ids)
+                       for n in [*live, new])
+        wait_until(everyone_knows_everyone, "let every node know the new one", timeout_s, [new])
     except BaseException:
         stop([new])  # not recorded yet: nobody else would stop it
         raise

@@ -52,7 +52,7 @@ def test_a_primary_killed_under_claim_traffic_loses_and_doubles_no_event(failove
 
 def test_slots_move_to_a_new_primary_under_traffic_and_no_request_fails(failover_lab):
     lab = failover_lab
-    result = lesson.reshard_under_traffic(lab, slots_per_primary=20, rate=30, before_s=1.0, after_s=1.5,
+    result = lesson.reshard_under_traffic(lab, slots_per_primary=10, rate=30, before_s=1.0, after_s=1.5,
                                           claims_slot_too=False)
     summary = lesson.reshard_summary(result)
     print(lesson.reshard_verdict(summary))
