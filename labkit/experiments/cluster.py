@@ -29,7 +29,7 @@ from ..auth import gateway_headers
 from ..coroutines import run_async
 from ..lab import Lab, restart, start_all, status, stop_all
 from ..traffic import Request, open_loop
-from .resilience import private_settings, wait_for_audit
+from .resilience import OUTCOME_MEANING, outcome, private_settings, wait_for_audit
 
 
 # --- a lab of its own ---------------------------------------------------------------------------------------
@@ -182,9 +182,9 @@ def claim_request(lab: Lab, note: str) -> tuple[str, str, dict]:
 
 
 def kill_primary_under_claims(lab: Lab, victim: Node | None = None, rate: float = 20, kill_at_s: float = 2.0,
-                              after_s: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Claims submitted through the gateway at ``rate``/s (open loop: a failing request does not hold back the
-    next); at ``kill_at_s`` the primary ``victim`` (default: the one holding the claims stream) is SIGKILLed,
+                              after_s: float = 3.0, concurrency: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Claims submitted through the gateway at ``rate``/s, at most ``concurrency`` at a time (as a few
+    clients would: a stalled service is not buried under a growing pile of requests); at ``kill_at_s`` the primary ``victim`` (default: the one holding the claims stream) is SIGKILLed,
     the promotion of its replica is watched for, and the traffic goes on ``after_s`` past it. Returns
     (requests, marks): one row per request (``traffic_while``), and the marks ``primary SIGKILLed``,
     ``replica promoted`` (as the nodes say) and ``first write to its slots`` (a client writing a key of the
@@ -221,7 +221,7 @@ def kill_primary_under_claims(lab: Lab, victim: Node | None = None, rate: float 
         time.sleep(after_s)
 
     requests, began_s = traffic_while(lab.settings, [claim_request(lab, "submitted during a failover")], fail_over,
-                                      rate=rate)
+                                      rate=rate, concurrency=concurrency)
     at = {name: began_s + when - times["start"] for name, when in times.items()}
     marks = [("killed", f"primary :{victim.port} SIGKILLed"), ("promoted", "replica promoted"),
              ("first_write", "first write to its slots")]
@@ -250,7 +250,10 @@ def failover_summary(requests: pd.DataFrame, events: pd.DataFrame, audit: pd.Dat
     after = requests[requests["t_s"] > promoted + settle_s]
     counts = audit["submitted_events"] if len(audit) else pd.Series(dtype=int)
     first_write = events.loc[events["event"] == "first write to its slots", "t_s"]
-    return {"promotion_s": promoted - killed,
+    failed = requests[~requests["ok"]]
+    how = failed.groupby(outcome(failed).rename("outcome")).size()
+    return {"how_failed": ", ".join(f"{n} x {OUTCOME_MEANING.get(what, what)}" for what, n in how.items()),
+            "promotion_s": promoted - killed,
             "first_write_s": float(first_write.iloc[0]) - killed if len(first_write) else float("nan"),
             "sent": len(requests), "failed_before": int((~requests.loc[
             requests["t_s"] < killed, "ok"]).sum()), "failed_during": int((~during["ok"]).sum()),
@@ -267,6 +270,7 @@ def failover_verdict(summary: dict) -> str:
              f"{s['sent']} claim submissions sent: {s['failed_during']} of {s['sent_during']} failed between the kill "
              f"and 1 s after the promotion (a bounded window, as the lesson expects), "
              f"{s['failed_after']} of {s['sent_after']} failed after it"
+             + (f"; how they failed: {s['how_failed']}" if s["how_failed"] else "")
              + (" — NOT what the lesson expects: once promoted, nothing should fail (a busy machine? run it again)"
                 if s["failed_after"] else "")]
     if s["failed_before"]:
@@ -414,8 +418,10 @@ def reshard_under_traffic(lab: Lab, slots_per_primary: int = 40, rate: float = 4
 
 
 def traffic_while(settings, requests: list[tuple[str, str, dict | None]], action, rate: float = 40,
-                  max_duration_s: float = 120, timeout_s: float = 5) -> tuple[pd.DataFrame, float]:
-    """Send ``requests`` round-robin at ``rate``/s (the open loop of ``labkit.traffic``) from the moment
+                  max_duration_s: float = 120, timeout_s: float = 5,
+                  concurrency: int | None = None) -> tuple[pd.DataFrame, float]:
+    """Send ``requests`` round-robin at ``rate``/s (the open loop of ``labkit.traffic``; at most
+    ``concurrency`` in flight if given) from the moment
     ``action`` starts (in a thread) until it returns. Returns one row per request, as
     ``resilience.traffic_around_fault`` gives them (``created``: the id a 201 answered), and when the action
     began, in seconds on the traffic's clock."""
@@ -434,7 +440,7 @@ def traffic_while(settings, requests: list[tuple[str, str, dict | None]], action
         plan = [Request(method, path, body, "write" if method != "GET" else "read") for method, path, body in requests]
         async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True)) as session:
             return await open_loop(session, settings.url_of("gateway"), lambda i: plan[i % len(plan)], rate, 0.5,
-                                   timeout_s=timeout_s, on_answer=created_id, actions=[(0.0, "action", act)],
+                                   timeout_s=timeout_s, concurrency=concurrency, on_answer=created_id, actions=[(0.0, "action", act)],
                                    until=lambda _records: done.is_set(), max_duration_s=max_duration_s)
 
     traffic = run_async(run())

@@ -34,7 +34,7 @@ def failover_lab(tmp_path_factory):
 
 def test_a_primary_killed_under_claim_traffic_loses_and_doubles_no_event(failover_lab):
     lab = failover_lab
-    requests, events = lesson.kill_primary_under_claims(lab, rate=20, kill_at_s=1.5, after_s=3.0)
+    requests, events = lesson.kill_primary_under_claims(lab, rate=20, kill_at_s=1.5, after_s=3.0, concurrency=1)
     audit = lesson.failover_audit(lab, requests, timeout_s=30)
     summary = lesson.failover_summary(requests, events, audit)
     print(lesson.failover_verdict(summary))
