@@ -4,7 +4,7 @@ submitted through the gateway, and slots moved to a new primary.
 What must hold, whatever the timing: every claim that got a 201 exists and has exactly one
 ``claim.submitted`` event in its history (the outbox is the truth; the relay retries until the promoted
 replica answers, and its dedupe key makes a retry harmless), and once the replica is promoted no request
-fails. Requests that fail *during* the promotion are counted and reported, not forbidden.
+fails (``SETTLE_S`` after it). Requests that fail *during* the promotion are counted and reported, not forbidden.
 
 A live reshard: no request fails while slots move; the clients were redirected (counted, never asserted:
 whether a request hits a moving slot at the right moment is a race).
@@ -23,6 +23,13 @@ from labkit.experiments import cluster as lesson
 from .conftest import start_cluster_lab
 
 
+#: After the promotion, the services' cluster clients re-read the slot map, and the gateway, which may have
+#: seen the claims service's /health time out while its Redis calls waited on the dead primary, routes to it
+#: again after two good probes (``gateway_probe_s`` 0.5 s, ``gateway_healthy_after`` 2). On a machine loaded
+#: by other work all of that is slower: this is the window in which failures are reported, not forbidden.
+SETTLE_S = 3.0
+
+
 @pytest.fixture(scope="module")
 def failover_lab(tmp_path_factory):
     settings = start_cluster_lab(tmp_path_factory.mktemp("failover-lab"))
@@ -34,13 +41,13 @@ def failover_lab(tmp_path_factory):
 
 def test_a_primary_killed_under_claim_traffic_loses_and_doubles_no_event(failover_lab):
     lab = failover_lab
-    requests, events = lesson.kill_primary_under_claims(lab, rate=20, kill_at_s=1.5, after_s=3.0, concurrency=1)
+    requests, events = lesson.kill_primary_under_claims(lab, rate=20, kill_at_s=1.5, after_s=5.0, concurrency=1)
     audit = lesson.failover_audit(lab, requests, timeout_s=30)
-    summary = lesson.failover_summary(requests, events, audit)
+    summary = lesson.failover_summary(requests, events, audit, settle_s=SETTLE_S)
     print(lesson.failover_verdict(summary))
 
     promoted_s = float(events["t_s"].iloc[1])
-    after = requests[requests["t_s"] > promoted_s + 1.0]  # the clients' slot maps refresh within a second
+    after = requests[requests["t_s"] > promoted_s + SETTLE_S]
     assert len(after), "no traffic after the promotion"
     assert after.loc[~after["ok"], ["t_s", "status", "error"]].to_dict("records") == []
     assert summary["committed"] > 20
@@ -53,7 +60,7 @@ def test_a_primary_killed_under_claim_traffic_loses_and_doubles_no_event(failove
 def test_slots_move_to_a_new_primary_under_traffic_and_no_request_fails(failover_lab):
     lab = failover_lab
     result = lesson.reshard_under_traffic(lab, slots_per_primary=10, rate=30, before_s=1.0, after_s=1.5,
-                                          claims_slot_too=False)
+                                          claims_slot_too=False, concurrency=2)
     summary = lesson.reshard_summary(result)
     print(lesson.reshard_verdict(summary))
     requests = result["requests"]
