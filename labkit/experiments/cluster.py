@@ -569,6 +569,8 @@ def pubsub_on_a_cluster(lab: Lab) -> pd.DataFrame:
     owners = primaries(lab)
     rows = []
     for node in nodes(lab):
+        if not procs.is_alive(node.pid):
+            continue  # a primary killed earlier and not brought back
         client = cluster.node_client(node, admin)
         if client.ping():
             subscribed = dict(client.pubsub_numsub(INVALIDATIONS_CHANNEL, keys.channel("claims")))
