@@ -279,6 +279,9 @@ def add_primary(settings: Settings, binary: str, acl_file: str, nodes: list[Node
             return all(all(i in _client(n, password).execute_command("CLUSTER", "NODES") for i in ids)
                        for n in [*live, new])
         wait_until(everyone_knows_everyone, "let every node know the new one", timeout_s, [new])
+        # until it has learnt who owns every slot, the new node says CLUSTERDOWN (and refuses a MIGRATE to it)
+        wait_until(lambda: "cluster_state:ok" in client.execute_command("CLUSTER", "INFO"),
+                   "see the new node reach cluster_state:ok", timeout_s, [new])
     except BaseException:
         stop([new])  # not recorded yet: nobody else would stop it
         raise
