@@ -424,7 +424,8 @@ def traffic_while(settings, requests: list[tuple[str, str, dict | None]], action
     ``concurrency`` in flight if given) from the moment
     ``action`` starts (in a thread) until it returns. Returns one row per request, as
     ``resilience.traffic_around_fault`` gives them (``created``: the id a 201 answered), and when the action
-    began, in seconds on the traffic's clock."""
+    began, in seconds on the traffic's clock. With ``concurrency``, ``t_s`` is when a request was sent and
+    ``latency_ms`` its own time (a request waiting for a free slot falls behind the schedule)."""
     done = threading.Event()
 
     def act():
@@ -448,6 +449,8 @@ def traffic_while(settings, requests: list[tuple[str, str, dict | None]], action
     rows["path"] = rows["method"] + " " + rows["path"]
     if "created" not in rows:
         rows["created"] = None
+    if concurrency:  # the schedule is only an upper bound: a request waits for a free slot, so time it from its send
+        rows["t_s"], rows["latency_ms"] = rows["sent_s"], rows["service_ms"]
     return rows, float(traffic.marks[0]["t_s"]) if traffic.marks else 0.0
 
 
