@@ -838,6 +838,111 @@ def waterfall(df: pd.DataFrame, title: str | None = None):
     return _finish(fig, _waterfall_legend([df], colours), title="service")
 
 
+# --- lesson 09: the lab on a cluster ------------------------------------------------------------------------
+
+def keys_per_node(slot_map: pd.DataFrame, kinds: list[str]):
+    """Lesson 09: each node's keys by kind (stacked horizontal bars) and the memory it uses. ``slot_map``:
+    one row per node (index: its address) with ``role``, ``memory_mb`` and a count column per kind."""
+    table = slot_map.iloc[::-1]
+    labels = [f"{node} ({role})" for node, role in zip(table.index, table["role"])]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, max(3.2, 0.45 * len(table) + 1.6)), layout="constrained",
+                                      sharey=True, gridspec_kw={"width_ratios": [3, 1.3]})
+    y = np.arange(len(table))
+    start = np.zeros(len(table))
+    colours = plt.get_cmap("tab10").colors
+    for kind, colour in zip(kinds, itertools.cycle(colours)):
+        counts = table[kind].to_numpy(float)
+        if counts.any():
+            left.barh(y, counts, 0.6, left=start, color=colour, label=kind)
+        start += counts
+    left.set_yticks(y, labels)
+    left.set_xlabel("keys on the node (count)")
+    left.set_xlim(0, max(start.max() * 1.1, 1))
+    left.set_title("Where the lab's keys landed")
+    right.barh(y, table["memory_mb"].fillna(0), 0.6, color="tab:grey")
+    right.set_xlabel("memory used (MB)")
+    right.set_xlim(0, max(float(table["memory_mb"].max()) * 1.15, 1))
+    right.set_title("Memory per node")
+    return _finish(fig, title="kind of key")
+
+
+def failover_timeline(requests: pd.DataFrame, events: pd.DataFrame, title: str, bucket_s: float = 0.5):
+    """Lesson 09: requests per second (answered vs failed), and p50/slowest latency per time bucket, with
+    the kill, the promotion (and any later mark) at their measured times; kill to promotion shaded."""
+    df = requests.copy()
+    df["bucket"] = (df["t_s"] // bucket_s) * bucket_s
+    per = df.groupby("bucket").agg(ok=("ok", "sum"), failed=("ok", lambda s: int((~s).sum())),
+                                   p50=("latency_ms", "median"), worst=("latency_ms", "max"))
+    fig, (top, bottom) = _figure(2, height=5.8, sharex=True)
+    top.bar(per.index, per["ok"] / bucket_s, width=bucket_s * 0.9, align="edge", color="tab:blue",
+            label="answered (req/s)")
+    if per["failed"].any():
+        top.bar(per.index, per["failed"] / bucket_s, width=bucket_s * 0.9, align="edge", bottom=per["ok"] / bucket_s,
+                color="tab:red", label="failed (req/s)")
+    top.set_ylabel("requests per second")
+    top.set_ylim(0, float((per["ok"] + per["failed"]).max() / bucket_s) * 1.15 or 1)
+    top.set_title(f"{title}: {int((~df['ok']).sum())} of {len(df)} failed")
+    bottom.plot(per.index + bucket_s / 2, per["p50"], marker="o", label="p50 latency")
+    bottom.plot(per.index + bucket_s / 2, per["worst"], marker=".", linestyle=":", label="slowest request")
+    _log_axis(bottom.yaxis)
+    bottom.set_ylabel("latency (ms, log)")
+    bottom.set_xlabel(f"seconds since the traffic started (s; {bucket_s:g} s buckets)")
+    start, end = float(events["t_s"].iloc[0]), float(events["t_s"].iloc[1])
+    for ax in (top, bottom):
+        _shade(ax, start, end, label=f"kill to promotion: {end - start:.2f} s (measured)")
+        for (_, mark), colour in zip(events.iterrows(), ("black", "tab:green", "tab:purple")):
+            ax.axvline(mark["t_s"], color=colour, linestyle="--", linewidth=1.2,
+                       label=f"{mark['event']} at {mark['t_s']:.2f} s")
+    return _finish(fig)
+
+
+def events_lost(table: pd.DataFrame):
+    """Lesson 09: per safeguard, claims committed, claims whose event survived the failover, events lost."""
+    fig, ax = _figure(height=3.4)
+    y = np.arange(len(table))[::-1]
+    ax.barh(y + 0.27, table["committed"], 0.27, color="tab:grey", label="claims committed (201)")
+    ax.barh(y, table["exactly_one"], 0.27, color="tab:green", label="with exactly one claim.submitted")
+    ax.barh(y - 0.27, table["lost"], 0.27, color="tab:red", label="event lost")
+    for i, lost in zip(y, table["lost"]):
+        ax.text(max(float(lost), 0) + 0.1, i - 0.27, f" {int(lost)} lost", va="center", fontsize=8)
+    ax.set_yticks(y, [str(name).replace(" (", "\n(") for name in table.index])
+    ax.set_xlim(0, max(float(table["committed"].max()) * 1.3, 1))
+    ax.set_xlabel("claims (count)")
+    ax.set_title("Events a failover lost, per safeguard")
+    return _finish(fig)
+
+
+def ops_per_node(ops: pd.DataFrame):
+    """Lesson 09: commands per second each node served before and after slots moved to a new primary."""
+    fig, ax = _figure(height=max(3.2, 0.45 * len(ops) + 1.4))
+    y = np.arange(len(ops))[::-1]
+    ax.barh(y + 0.2, ops["before (cmd/s)"], 0.4, color="tab:grey", label="before the reshard")
+    ax.barh(y - 0.2, ops["after (cmd/s)"], 0.4, color="tab:blue", label="after the reshard")
+    ax.set_yticks(y, ops.index)
+    ax.set_xlim(0, max(float(ops[["before (cmd/s)", "after (cmd/s)"]].to_numpy().max()) * 1.1, 1))
+    ax.set_xlabel("commands processed per second (INFO stats)")
+    ax.set_title("Work per node, before and after slots moved to the new primary")
+    return _finish(fig)
+
+
+def cluster_cost(cost: pd.DataFrame):
+    """Lesson 09: the same reads on one server and on the cluster: operations per second per kind of read
+    (bars) — ``cost``: index the read, columns the setups."""
+    fig, ax = _figure(height=3.8)
+    x = np.arange(len(cost))
+    width = 0.8 / len(cost.columns)
+    for i, (setup, colour) in enumerate(zip(cost.columns, ("tab:grey", "tab:orange", "tab:blue"))):
+        bars = ax.bar(x + (i - (len(cost.columns) - 1) / 2) * width, cost[setup], width, color=colour, label=setup)
+        for bar, value in zip(bars, cost[setup]):
+            ax.annotate(f"{value:,.0f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
+                        fontsize=7)
+    ax.set_xticks(x, _wrapped(cost.index, 20))
+    ax.set_ylim(0, float(cost.to_numpy().max()) * 1.15 or 1)
+    ax.set_ylabel("operations per second (one client)")
+    ax.set_title("The same reads on one server and on the cluster (this machine)")
+    return _finish(fig)
+
+
 def waterfalls(traces: dict[str, pd.DataFrame], title: str = "Two traces on one time scale"):
     """Lesson 10: several traces one above the other on the same millisecond axis (e.g. a cache MISS and a
     HIT), so their lengths compare at a glance; each panel titled by its key."""

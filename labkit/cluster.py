@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import redis
 
@@ -78,22 +79,37 @@ def slot_ranges(primaries: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(primaries)]
 
 
+def node_argv(settings: Settings, binary: str, port: int, acl_file: str) -> list[str]:
+    """The command line of one cluster node: its own data directory (where it keeps ``nodes.conf``)."""
+    data_dir = settings.run_dir / "redis" / f"node-{port}"
+    return [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no", "--aclfile", acl_file,
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(settings.redis_cluster_node_timeout_ms),
+            # a replica (re)joining gets its copy at once: by default the primary waits 5 s for more replicas to
+            # share one transfer, which made building the cluster and taking a node back 5 s slower each
+            "--repl-diskless-sync-delay", "0"]
+
+
+def start_node(settings: Settings, binary: str, port: int, acl_file: str, detached: bool, role: str,
+               fresh: bool = True) -> Node:
+    """One ``valkey-server --cluster-enabled yes``. ``fresh``: forget any cluster it belonged to (its
+    ``nodes.conf``); not fresh, it rejoins the cluster it knew — a primary killed and replaced by its replica
+    comes back as that replica's replica (``restart_node``)."""
+    data_dir = settings.run_dir / "redis" / f"node-{port}"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if fresh:
+        (data_dir / "nodes.conf").unlink(missing_ok=True)
+    log_path = settings.run_dir / "logs" / f"redis-{port}.log"
+    proc = procs.spawn(f"redis-{port}", node_argv(settings, binary, port, acl_file), env={"PATH": "/usr/bin:/bin"},
+                       log_path=log_path, detached=detached)
+    return Node(port, proc.pid, str(log_path), role)
+
+
 def start_nodes(settings: Settings, binary: str, ports: list[int], acl_file: str, detached: bool) -> list[Node]:
-    """One ``valkey-server --cluster-enabled yes`` per port, each with its own data directory."""
-    nodes = []
-    for i, port in enumerate(ports):
-        data_dir = settings.run_dir / "redis" / f"node-{port}"
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (data_dir / "nodes.conf").unlink(missing_ok=True)  # a node remembers its last cluster there: start anew
-        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-                "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no", "--aclfile", acl_file,
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(settings.redis_cluster_node_timeout_ms)]
-        log_path = settings.run_dir / "logs" / f"redis-{port}.log"
-        proc = procs.spawn(f"redis-{port}", argv, env={"PATH": "/usr/bin:/bin"}, log_path=log_path,
-                           detached=detached)
-        nodes.append(Node(port, proc.pid, str(log_path), "primary" if i < len(ports) // 2 else "replica"))
-    return nodes
+    """One node per port, each with its own data directory; the first half are to be primaries."""
+    return [start_node(settings, binary, port, acl_file, detached, "primary" if i < len(ports) // 2 else "replica")
+            for i, port in enumerate(ports)]
 
 
 def _client(node: Node, password: str) -> redis.Redis:
@@ -110,7 +126,7 @@ def wait_until(check, what: str, timeout_s: float, nodes: list[Node]) -> None:
         except (redis.RedisError, OSError):
             pass
         if time.monotonic() > deadline:
-            logs = "\n".join(procs.tail(n.log, 5) for n in nodes)
+            logs = "\n".join(procs.tail(Path(n.log), 5) for n in nodes)
             raise LabkitError(f"the cluster did not {what} within {timeout_s:.0f} s.\n{logs}")
         time.sleep(0.05)
 
@@ -199,3 +215,148 @@ def stop(nodes: list[Node]) -> int:
 
 def as_records(nodes: list[Node]) -> list[dict]:
     return [asdict(n) for n in nodes]
+
+
+# --- changing a running cluster (lesson 09): a node back after a failover, a new primary, slots moved ----------
+
+def node_client(node: Node, password: str) -> redis.Redis:
+    """A plain client of exactly this node (no slot routing): for admin commands meant for that node."""
+    return _client(node, password)
+
+
+def node_id(node: Node, password: str) -> str:
+    return _client(node, password).execute_command("CLUSTER", "MYID")
+
+
+def _authenticate_replication(client: redis.Redis, password: str) -> None:
+    client.config_set("masteruser", "default")
+    client.config_set("masterauth", password)
+
+
+def whole(nodes: list[Node], password: str) -> bool:
+    """Every live node says ``cluster_state:ok`` and lists a replica for every slot range."""
+    clients = [_client(n, password) for n in nodes if procs.is_alive(n.pid)]
+    return all("cluster_state:ok" in c.execute_command("CLUSTER", "INFO") and _every_range_has_a_replica(c)
+               for c in clients)
+
+
+def restart_node(settings: Settings, node: Node, binary: str, acl_file: str, nodes: list[Node], password: str,
+                 detached: bool, timeout_s: float = 60) -> Node:
+    """Start a killed node again on its port, with the ``nodes.conf`` it left. It rejoins the cluster it
+    knew; the cluster has replaced it meanwhile, so it comes back as the replica of the node promoted in its
+    place (and copies that node's data). Waits until every range has a replica again."""
+    again = start_node(settings, binary, node.port, acl_file, detached, "replica", fresh=False)
+    try:
+        client = _client(again, password)
+        wait_until(lambda: client.ping(), "answer PING on the restarted node", timeout_s, [again])
+        _authenticate_replication(client, password)
+        others = [n for n in nodes if n.port != node.port]
+        wait_until(lambda: client.info("replication")["role"] == "slave"
+                   and client.info("replication").get("master_link_status") == "up"
+                   and whole([*others, again], password),
+                   "take the restarted node back as a replica", timeout_s, [again])
+    except BaseException:
+        stop([again])  # not recorded yet: nobody else would stop it
+        raise
+    return again
+
+
+def add_primary(settings: Settings, binary: str, acl_file: str, nodes: list[Node], password: str, detached: bool,
+                port: int | None = None, timeout_s: float = 30) -> Node:
+    """A new, empty node joined to the cluster with ``CLUSTER MEET``: a primary that owns no slot yet."""
+    port = port or free_base_port(1)
+    check_ports_free([port])
+    new = start_node(settings, binary, port, acl_file, detached, "primary")
+    try:
+        client = _client(new, password)
+        wait_until(lambda: client.ping(), "answer PING on the new node", timeout_s, [new])
+        _authenticate_replication(client, password)
+        live = [n for n in nodes if procs.is_alive(n.pid)]
+        _client(live[0], password).execute_command("CLUSTER", "MEET", HOST, port)
+        ids = [node_id(n, password) for n in [*live, new]]  # by id, not by count: a dead node may stay listed
+
+        def everyone_knows_everyone():
+            return all(all(i in _client(n, password).execute_command("CLUSTER", "NODES") for i in ids)
+                       for n in [*live, new])
+        wait_until(everyone_knows_everyone, "let every node know the new one", timeout_s, [new])
+        # until it has learnt who owns every slot, the new node says CLUSTERDOWN (and refuses a MIGRATE to it)
+        wait_until(lambda: "cluster_state:ok" in client.execute_command("CLUSTER", "INFO"),
+                   "see the new node reach cluster_state:ok", timeout_s, [new])
+    except BaseException:
+        stop([new])  # not recorded yet: nobody else would stop it
+        raise
+    return new
+
+
+def move_slots(source: Node, target: Node, slots: list[int], primaries: list[Node], password: str,
+               batch: int = 100) -> int:
+    """Move ``slots`` from ``source`` to ``target`` while clients keep using them; returns the keys moved.
+
+    Per slot, the protocol ``valkey-cli --cluster reshard`` follows:
+
+    1. ``CLUSTER SETSLOT s IMPORTING <source>`` on the target, ``... MIGRATING <target>`` on the source:
+       from now on the source answers a key it no longer holds with ``-ASK target`` (ask there, this once);
+    2. ``CLUSTER GETKEYSINSLOT`` + ``MIGRATE ... KEYS``: the keys move over, a batch at a time, each batch
+       atomically (a multi-key command over keys split between the two nodes gets ``TRYAGAIN``);
+    3. ``CLUSTER SETSLOT s NODE <target>`` on both and on every other primary: the slot is the target's;
+       a client still asking the source gets ``-MOVED`` and reads the slot map again.
+    """
+    src, dst = _client(source, password), _client(target, password)
+    src_id, dst_id = node_id(source, password), node_id(target, password)
+    everyone = [dst, src] + [_client(n, password) for n in primaries if n.port not in (source.port, target.port)]
+    moved = 0
+    for slot in slots:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while names := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
+            src.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "AUTH2", "default", password,
+                                "KEYS", *names)
+            moved += len(names)
+        for client in everyone:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    return moved
+
+
+def counters(nodes: list[Node], password: str) -> dict[int, dict]:
+    """Per node (by port): commands processed, ``MOVED`` and ``ASK`` redirects it answered (``INFO
+    errorstats``: every error reply a node sent, counted by its first word), keys held."""
+    out = {}
+    for node in nodes:
+        try:
+            c = _client(node, password)
+            errors = c.info("errorstats")
+            out[node.port] = {"commands": int(c.info("stats")["total_commands_processed"]),
+                              "moved": int(errors.get("errorstat_MOVED", {}).get("count", 0)),
+                              "ask": int(errors.get("errorstat_ASK", {}).get("count", 0)),
+                              "keys": int(c.dbsize())}
+        except (redis.RedisError, OSError):
+            out[node.port] = {"commands": 0, "moved": 0, "ask": 0, "keys": 0}
+    return out
+
+
+def start_practice_cluster(run_dir: Path, timeout_s: float = 30) -> tuple[Node, redis.Redis]:
+    """A one-node cluster owning all 16384 slots, for an exercise to run scripts on (about a second to start).
+
+    One node is enough to be refused: a node in cluster mode checks every command's keys against the slot
+    rules (``CROSSSLOT``) whatever slots it owns. Returns the node (stop it with ``stop([node])``; started in
+    this process's group, it dies with a notebook's kernel) and a plain client of it, so what the server
+    answers is seen as it is (redis-py's cluster client would refuse a cross-slot script before sending)."""
+    from . import redis_server
+
+    settings = Settings(_env_file=None, run_dir=run_dir, redis_port=free_base_port(1))
+    binary, _ = redis_server.find_binary()
+    data_dir = run_dir / "redis"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    acl_file = redis_server.write_acl_file(settings, data_dir)
+    node = start_node(settings, binary, settings.redis_port, str(acl_file), detached=False, role="primary")
+    password = acl.password(settings, "default")
+    try:
+        client = _client(node, password)
+        wait_until(lambda: client.ping(), "answer PING", timeout_s, [node])
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, SLOTS - 1)
+        wait_until(lambda: "cluster_state:ok" in client.execute_command("CLUSTER", "INFO"),
+                   "reach cluster_state:ok", timeout_s, [node])
+    except BaseException:
+        stop([node])
+        raise
+    return node, client

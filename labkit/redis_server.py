@@ -54,6 +54,12 @@ class RedisServer:
 
     def client(self, **kwargs) -> redis.Redis:
         """An admin client: of the one server, or of the cluster (commands routed by slot)."""
+        if self.cluster and self.nodes:  # every node a way in: the one in the URL may be the primary lesson 09 killed
+            parts = urlsplit(self.url)
+            return redis.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(parts.hostname, n["port"])
+                                                     for n in self.nodes],
+                                      username=parts.username, password=parts.password, decode_responses=True,
+                                      **kwargs)
         if self.cluster:
             return redis.RedisCluster.from_url(self.url, decode_responses=True, **kwargs)
         return redis.Redis.from_url(self.url, decode_responses=True, **kwargs)
@@ -225,3 +231,13 @@ def stop(settings: Settings) -> bool:
         procs.stop_pid(server.pid)
         return True
     return False
+
+
+def record_nodes(settings: Settings, nodes: list) -> RedisServer:
+    """Write a cluster's node list again (a node restarted or added, lesson 09), so ``stop-all`` stops them all."""
+    from . import cluster
+
+    server = RedisServer(**json.loads(state_path(settings).read_text()))
+    server.nodes = cluster.as_records(nodes)
+    procs.write_private(state_path(settings), json.dumps(asdict(server), indent=1))
+    return server

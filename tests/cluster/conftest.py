@@ -11,29 +11,16 @@ import httpx
 import pytest
 
 import labkit
-from labkit import cluster
 from labkit.auth import gateway_client, service_client
-from labkit.errors import PortBusyError
-from labkit.experiments.resilience import private_settings
+from labkit.experiments import cluster as lesson
 from labkit.seed import seed
 from services.core.settings import SERVICE_NAMES
 
 
-def _cluster_settings(run_dir):
-    return private_settings(run_dir).model_copy(
-        update={"redis_cluster": True, "redis_port": cluster.free_base_port(6)})
-
-
 def start_cluster_lab(run_dir):
-    """A seeded cluster-mode lab on fresh ports; the caller stops it (``labkit.stop_all(settings)``)."""
-    for attempt in range(3):
-        chosen = _cluster_settings(run_dir)
-        try:
-            labkit.start_all(chosen, timeout=120)
-            break
-        except PortBusyError:  # taken between our pick and its bind: pick again (start_all cleaned up)
-            if attempt == 2:
-                raise
+    """A seeded cluster-mode lab on fresh ports (lesson 09's own start); the caller stops it
+    (``labkit.stop_all(settings)``)."""
+    chosen = lesson.start_cluster_lab(run_dir).settings
     try:
         seed(chosen, customers=20, policies=40, claims=20)
     except BaseException:

@@ -90,6 +90,25 @@ def _fault(failures=True):
     return requests, events
 
 
+def _slot_map():
+    ports = [21521, 21522, 21523, 21524, 21525, 21526]
+    return pd.DataFrame({"role": ["primary"] * 3 + ["replica"] * 3, "memory_mb": [4.3, 4.1, 3.5, 3.6, 3.7, 3.3],
+                         "cached copies": [15, 23, 22] * 2, "audit trails": [20, 60, 0] * 2, "streams": [1, 1, 0] * 2,
+                         "other": [34, 40, 31] * 2}, index=[f"127.0.0.1:{p}" for p in ports])
+
+
+def _failover(failures=True):
+    t = np.arange(0, 9, 1 / 20)
+    down = (t >= 2.0) & (t < 5.8)
+    ok = ~(down & (np.arange(len(t)) % 4 == 0)) if failures else np.ones(len(t), bool)
+    requests = pd.DataFrame({"t_s": t, "ok": ok, "status": np.where(ok, 201, 503),
+                             "latency_ms": np.where(down, _latencies(len(t), 400), _latencies(len(t), 20))})
+    events = pd.DataFrame([{"t_s": 2.0, "end_s": 2.0, "event": "primary :21521 SIGKILLed"},
+                           {"t_s": 5.81, "end_s": 5.81, "event": "replica promoted"},
+                           {"t_s": 5.95, "end_s": 5.95, "event": "first write to its slots"}])
+    return requests, events
+
+
 def _coherence_summary():
     return pd.DataFrame({"hit_rate": [0.0, 0.95, 0.93, 0.93, 0.97], "stale_rate": [0.0, 0.30, 0.01, 0.01, 0.0]},
                         index=pd.Index(["no_cache", "ttl_only", "delete_with_token", "versioned_keys", "near_cache"],
@@ -238,6 +257,20 @@ SAMPLES = {
         [{"protection": p, "refresh": r} for p, n in (("none", 48), ("lock", 1), ("early refresh", 1))
          for r in range(5) for _ in range(n)])),
     "waterfall": lambda: charts.waterfall(_trace()),
+    "keys_per_node": lambda: charts.keys_per_node(_slot_map(), ["cached copies", "audit trails", "streams", "other"]),
+    "failover_timeline": lambda: charts.failover_timeline(*_failover(), "A primary SIGKILLed under claim traffic"),
+    "failover_timeline_no_failures": lambda: charts.failover_timeline(*_failover(failures=False),
+                                                                      "A primary SIGKILLed under claim traffic"),
+    "events_lost": lambda: charts.events_lost(pd.DataFrame(
+        {"committed": [8, 8], "exactly_one": [0, 8], "lost": [8, 0], "doubled": [0, 0]},
+        index=pd.Index(["none (outbox_replica_acks=0)", "WAIT 1 (outbox_replica_acks=1)"], name="safeguard"))),
+    "ops_per_node": lambda: charts.ops_per_node(pd.DataFrame(
+        {"before (cmd/s)": [12.4, 55.4, 42.0, 6.9, 0.0], "after (cmd/s)": [5.8, 53.1, 36.5, 8.1, 44.2],
+         "keys after": [116, 280, 139, 280, 574]},
+        index=["127.0.0.1:21521", "127.0.0.1:21522", "127.0.0.1:21523", "127.0.0.1:21525", "127.0.0.1:21980 (new)"])),
+    "cluster_cost": lambda: charts.cluster_cost(pd.DataFrame(
+        {"one server": [19993.0, 13730.0, 6275.0], "cluster": [8588.0, 2378.0, 1590.0]},
+        index=["GET one key", "MGET of 10 keys", "pipeline of 10 GETs"])),
     "waterfalls": lambda: charts.waterfalls({"cache MISS (POL-000007)": _trace(redis=True),
                                              "cache HIT (POL-000007)": _trace(redis=True).iloc[:6]}),
     "self_time_bars": lambda: charts.self_time_bars(pd.DataFrame(
