@@ -5,11 +5,17 @@ lesson prints follows from the run's own numbers, never how fast anything was.""
 from __future__ import annotations
 
 from labkit import faults
+from waiting import wait_for  # tests/waiting.py
 from labkit.experiments import resilience
 
 
 def _traffic(lab):
-    policy = lab.client.get("/api/policies", params={"status": "active", "limit": 1}).json()["items"][0]
+    def an_active_policy():
+        # This private lab is the one the fault tests broke: until the gateway has seen the services healthy
+        # again (two good probes) it may answer 503. Wait for the answer instead of reading an error as a list.
+        answer = lab.client.get("/api/policies", params={"status": "active", "limit": 1})
+        return answer.status_code == 200 and answer.json()["items"][0]
+    policy = wait_for(an_active_policy, "the gateway to list an active policy")
     return [("GET", f"/api/policies/{policy['id']}", None),
             ("POST", "/api/claims", {"policy_id": policy["id"], "amount_cents": 100, "description": "lesson 08"})]
 
