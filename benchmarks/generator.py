@@ -90,7 +90,8 @@ def _with_wrk(url, concurrency, seconds, label, headers, method, body) -> Measur
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
-        argv = [wrk_path(), "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "5s", "-s", f.name]
+        whole = max(1, round(seconds))  # wrk takes whole seconds only ("-d1.5s" is a usage error)
+        argv = [wrk_path(), "-t1", f"-c{concurrency}", f"-d{whole}s", "--timeout", "5s", "-s", f.name]
         for key, value in headers.items():
             argv += ["-H", f"{key}: {value}"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

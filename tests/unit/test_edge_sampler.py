@@ -4,14 +4,16 @@ share of reads, a caller's ``traceparent`` followed — and nothing behind the e
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.core.settings import Settings
-from services.platform.tracing import SampleAtTheEdge, ServerRootsOnly, traced_asgi
+from services.platform.tracing import SampleAtTheEdge, ServerRootsOnly, parse_traceparent, traced_asgi
 
 SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 NOT_SAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
@@ -88,3 +90,49 @@ def test_an_explicit_otel_traces_sampler_replaces_the_lab_rule(monkeypatch, tmp_
     assert isinstance(traced_asgi(app, provider, Settings(run_dir=tmp_path)), SampleAtTheEdge)
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     assert not isinstance(traced_asgi(app, provider, Settings(run_dir=tmp_path)), SampleAtTheEdge)
+
+
+def headers_to_try() -> list[bytes]:
+    """Valid headers, the spec's invalid ones, and random mutations of both (seeded: the same every run)."""
+    rng = random.Random(16)
+    base = [SAMPLED, NOT_SAMPLED, "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-future",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # version 00: exactly 4 fields
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",        # version ff: invalid
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",        # all-zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",        # all-zero span id
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",        # upper case: invalid
+            " \t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t ", "", "00", "00-zz-yy-01"]
+    tried = [value.encode() for value in base]
+    alphabet = "0123456789abcdefABx- \t"
+    for _ in range(3000):  # one to three characters changed, dropped or added
+        value = list(rng.choice(base[:4]))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(value) + 1)
+            action = rng.choice(("change", "drop", "add"))
+            if action == "add" or at == len(value):
+                value.insert(at, rng.choice(alphabet))
+            elif action == "drop":
+                del value[at]
+            else:
+                value[at] = rng.choice(alphabet)
+        tried.append("".join(value).encode())
+    return tried
+
+
+def test_the_edges_traceparent_parser_agrees_with_opentelemetrys():
+    """``parse_traceparent`` is a faster copy of the propagator's rules: on every header, valid or not, it
+    must say what ``TraceContextTextMapPropagator.extract`` says (a newline is left out: an HTTP header
+    cannot carry one, and the propagator's ``$`` would accept one at the end)."""
+    propagator = TraceContextTextMapPropagator()
+    accepted = 0
+    for value in headers_to_try():
+        theirs = trace.get_current_span(propagator.extract({"traceparent": value.decode("latin-1")})).get_span_context()
+        ours = parse_traceparent(value)
+        if not theirs.is_valid:
+            assert ours is None, value
+            continue
+        accepted += 1
+        assert ours is not None, value
+        assert (ours.trace_id, ours.span_id, ours.trace_flags, ours.is_remote) == \
+               (theirs.trace_id, theirs.span_id, theirs.trace_flags, theirs.is_remote), value
+    assert accepted > 100  # the mutations leave enough valid headers for the comparison to mean something
