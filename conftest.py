@@ -33,6 +33,16 @@ def pytest_sessionstart(session):
                        # Every lab a test starts (CLI, private labs, notebooks) inherits this deadline: on a
                        # machine shared by many test runs a service can take a minute to import.
                        "LAB_START_TIMEOUT_S": os.environ.get("LAB_START_TIMEOUT_S", "120")})
+    try:
+        _start_and_seed()
+    except BaseException:
+        # pytest calls pytest_sessionfinish only after a *successful* sessionstart: without this, a seed that
+        # failed (or a Ctrl-C during start) left the session's Redis and services running, orphaned.
+        pytest_sessionfinish(session, 1)
+        raise
+
+
+def _start_and_seed() -> None:
     import labkit
 
     for attempt in range(1, 4):
