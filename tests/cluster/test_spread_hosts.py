@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 import labkit
 from labkit import cluster
@@ -84,7 +86,8 @@ def test_cluster_nodes_sit_on_several_hosts_and_no_replica_beside_its_primary(sp
     for node in spread_lab.redis.node_list():
         try:
             elsewhere = redis.Redis(host="127.0.0.1", port=node.port, username="default", password=admin,
-                                    socket_timeout=1, socket_connect_timeout=1).execute_command("CLUSTER", "MYID")
+                                    socket_timeout=1, socket_connect_timeout=1,
+                                    retry=Retry(NoBackoff(), 0)).execute_command("CLUSTER", "MYID")
         except (redis.RedisError, OSError):
             elsewhere = None
         assert elsewhere != cluster.node_id(node, admin), f"node {node.address} also answers on 127.0.0.1"
