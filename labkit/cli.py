@@ -22,6 +22,8 @@ def cmd_start_all(args) -> int:
         os.environ["LAB_REDIS_CLUSTER"] = "1"
         if args.primaries:
             os.environ["LAB_REDIS_PRIMARIES"] = str(args.primaries)
+    if args.spread:  # the same as LAB_SPREAD_HOSTS=1: every Redis node and every service on its own 127.0.0.x
+        os.environ["LAB_SPREAD_HOSTS"] = "1"
     lab = lab_module.start_all(detached=True)
     print(lab)
     print(f"\nThe gateway is at {lab.gateway_url} — try {lab.gateway_url}/docs. Stop everything with `labkit stop-all`.")
@@ -290,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenTelemetry tracing in every process (lesson 10; on by default: every write and 1 read "
                         "in 100; --no-tracing is the same as LAB_TRACING=0)")
     p.add_argument("--primaries", type=int, help="with --cluster: how many primaries, each with a replica (default 3)")
+    p.add_argument("--spread", action="store_true", help="split the lab across simulated hosts: each Redis node and "
+                                                          "each service on its own loopback address, 127.0.0.2 ... "
+                                                          "(lesson 09; the same as LAB_SPREAD_HOSTS=1; Linux)")
     add("stop-all", cmd_stop_all, "stop every process labkit started, JupyterLab included")
     add("start", cmd_start, "start one: redis, or one service alone (with Redis, which it needs)") \
         .add_argument("name", choices=["redis", *SERVICE_NAMES])
@@ -363,9 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def follow_the_running_lab() -> None:
+    """A lab started with ``--spread`` stays spread: every later command (status, verify, seed, load ...)
+    looks for each process at its own address, as the services started later do (``lab.settings_env``)."""
+    from .redis_server import recorded_spread
+
+    if "LAB_SPREAD_HOSTS" not in os.environ and recorded_spread(get_settings()):
+        os.environ["LAB_SPREAD_HOSTS"] = "1"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    follow_the_running_lab()
     if extra:
         if args.command != "lab":
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

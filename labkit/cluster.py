@@ -13,6 +13,13 @@ the commands ``valkey-cli --cluster create`` sends:
 Every node loads the same ACL file (the lab's users exist on every node: a cluster client may be sent to
 any of them), and replicas authenticate to their primary as ``default``, set with ``CONFIG SET`` rather
 than on the command line, where ``ps`` would show the password.
+
+Split across hosts (``spread_hosts``, ``labkit start-all --cluster --spread``): each node listens on a
+loopback address of its own, 127.0.0.2, 127.0.0.3 ..., laid out like machines — no replica on its primary's
+address, so losing one "machine" never loses both copies of a slot range — and announces that address with
+``cluster-announce-ip``. It must: on loopback every connection leaves from 127.0.0.1 whatever address the
+node listens on, and without the announcement a node learns its peers by that source address (seen: the
+MEET stuck in ``handshake`` with the peer listed at 127.0.0.1), as NAT or a container does on real machines.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from .errors import LabkitError, PortBusyError
 SLOTS = 16384
 BUS_OFFSET = 10000  # the cluster bus port of a node is its client port + 10000 (the server's fixed rule)
 HOST = "127.0.0.1"
+FIRST_SPREAD_HOST = 2  # a lab spread over hosts puts its Redis "machines" on 127.0.0.2, 127.0.0.3 ...
 
 
 @dataclass
@@ -41,9 +49,14 @@ class Node:
     pid: int
     log: str
     role: str  # "primary" or "replica" (as built; a failover can swap them: ``describe`` asks the node)
+    host: str = HOST  # the address it listens on and announces (its own, in a lab spread over hosts)
 
     def url(self, password: str) -> str:
-        return f"redis://default:{password}@{HOST}:{self.port}/0"
+        return f"redis://default:{password}@{self.host}:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 def node_ports(settings: Settings, primaries: int) -> list[int]:
@@ -51,23 +64,40 @@ def node_ports(settings: Settings, primaries: int) -> list[int]:
     return [settings.redis_port + i for i in range(2 * primaries)]
 
 
-def check_ports_free(ports: list[int]) -> None:
+def redis_hosts(count: int) -> list[str]:
+    """The loopback addresses of ``count`` Redis "machines" in a lab spread over hosts: 127.0.0.2, .3 ..."""
+    return [f"127.0.0.{FIRST_SPREAD_HOST + i}" for i in range(count)]
+
+
+def node_hosts(settings: Settings, primaries: int) -> list[str]:
+    """The address of each of the 2N nodes (primaries first, then their replicas, as ``node_ports``): all
+    127.0.0.1, or spread over max(N, 2) "machines" with replica i one machine along from primary i, so no
+    replica shares its primary's address (the layout ``valkey-cli --cluster create`` aims for)."""
+    if not settings.spread_hosts:
+        return [HOST] * (2 * primaries)
+    machines = redis_hosts(max(primaries, 2))
+    return [machines[i % len(machines)] for i in range(primaries)] + \
+           [machines[(i + 1) % len(machines)] for i in range(primaries)]
+
+
+def check_ports_free(ports: list[int], hosts: list[str] | None = None) -> None:
     """Both ports of every node, or a PortBusyError naming the one taken and how to move the cluster."""
-    for port in ports:
-        for p, what in ((port, f"cluster node {port}"), (port + BUS_OFFSET, f"the cluster bus of node {port}")):
-            if procs.port_in_use(HOST, p):
+    for port, host in zip(ports, hosts or [HOST] * len(ports)):
+        for p, what in ((port, f"cluster node {host}:{port}"), (port + BUS_OFFSET, f"the cluster bus of node {port}")):
+            if procs.port_in_use(host, p):
                 raise PortBusyError(p, what, procs.port_holder(p), "LAB_REDIS_PORT")
 
 
-def free_base_port(nodes: int) -> int:
-    """A client port ``p`` such that ``p .. p+nodes-1`` and their bus ports are all free and all below the
-    kernel's ephemeral range (a cluster needs 2 x nodes ports; test labs and lesson 09 pick theirs here)."""
+def free_base_port(nodes: int, hosts: list[str] | None = None) -> int:
+    """A client port ``p`` such that ``p .. p+nodes-1`` and their bus ports are all free (on each of
+    ``hosts``, default 127.0.0.1) and all below the kernel's ephemeral range (a cluster needs 2 x nodes
+    ports; test labs and lesson 09 pick theirs here)."""
     low_ephemeral, _ = procs.ephemeral_port_range()
     ceiling = min(procs.LAB_PORT_RANGE[1], low_ephemeral - 1) - BUS_OFFSET - nodes
     for _ in range(200):
         base = random.randrange(procs.LAB_PORT_RANGE[0], ceiling)
         wanted = [p + off for p in range(base, base + nodes) for off in (0, BUS_OFFSET)]
-        if all(procs.can_bind(HOST, p) for p in wanted):
+        if all(procs.can_bind(host, p) for host in hosts or [HOST] for p in wanted):
             return base
     raise LabkitError(f"found no {nodes} free ports (with their bus ports) for a cluster: is the machine out "
                       "of ports? Set LAB_REDIS_PORT to a port P with P..P+5 and P+10000..P+10005 free.")
@@ -79,10 +109,12 @@ def slot_ranges(primaries: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(primaries)]
 
 
-def node_argv(settings: Settings, binary: str, port: int, acl_file: str) -> list[str]:
-    """The command line of one cluster node: its own data directory (where it keeps ``nodes.conf``)."""
+def node_argv(settings: Settings, binary: str, port: int, acl_file: str, host: str = HOST) -> list[str]:
+    """The command line of one cluster node: its own data directory (where it keeps ``nodes.conf``), the
+    address it listens on and the one it tells the others and the clients (``CLUSTER SLOTS``, ``MOVED``)."""
     data_dir = settings.run_dir / "redis" / f"node-{port}"
-    return [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+    return [binary, "--port", str(port), "--bind", host, "--cluster-announce-ip", host,
+            "--replica-announce-ip", host, "--save", "", "--appendonly", "no",
             "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no", "--aclfile", acl_file,
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(settings.redis_cluster_node_timeout_ms),
@@ -92,7 +124,7 @@ def node_argv(settings: Settings, binary: str, port: int, acl_file: str) -> list
 
 
 def start_node(settings: Settings, binary: str, port: int, acl_file: str, detached: bool, role: str,
-               fresh: bool = True) -> Node:
+               fresh: bool = True, host: str = HOST) -> Node:
     """One ``valkey-server --cluster-enabled yes``. ``fresh``: forget any cluster it belonged to (its
     ``nodes.conf``); not fresh, it rejoins the cluster it knew — a primary killed and replaced by its replica
     comes back as that replica's replica (``restart_node``)."""
@@ -101,19 +133,21 @@ def start_node(settings: Settings, binary: str, port: int, acl_file: str, detach
     if fresh:
         (data_dir / "nodes.conf").unlink(missing_ok=True)
     log_path = settings.run_dir / "logs" / f"redis-{port}.log"
-    proc = procs.spawn(f"redis-{port}", node_argv(settings, binary, port, acl_file), env={"PATH": "/usr/bin:/bin"},
-                       log_path=log_path, detached=detached)
-    return Node(port, proc.pid, str(log_path), role)
+    proc = procs.spawn(f"redis-{port}", node_argv(settings, binary, port, acl_file, host),
+                       env={"PATH": "/usr/bin:/bin"}, log_path=log_path, detached=detached)
+    return Node(port, proc.pid, str(log_path), role, host)
 
 
-def start_nodes(settings: Settings, binary: str, ports: list[int], acl_file: str, detached: bool) -> list[Node]:
-    """One node per port, each with its own data directory; the first half are to be primaries."""
-    return [start_node(settings, binary, port, acl_file, detached, "primary" if i < len(ports) // 2 else "replica")
-            for i, port in enumerate(ports)]
+def start_nodes(settings: Settings, binary: str, ports: list[int], acl_file: str, detached: bool,
+                hosts: list[str] | None = None) -> list[Node]:
+    """One node per port (at its host), each with its own data directory; the first half are to be primaries."""
+    return [start_node(settings, binary, port, acl_file, detached, "primary" if i < len(ports) // 2 else "replica",
+                       host=host)
+            for i, (port, host) in enumerate(zip(ports, hosts or [HOST] * len(ports)))]
 
 
 def _client(node: Node, password: str) -> redis.Redis:
-    return redis.Redis(host=HOST, port=node.port, username="default", password=password, decode_responses=True,
+    return redis.Redis(host=node.host, port=node.port, username="default", password=password, decode_responses=True,
                        socket_timeout=2, socket_connect_timeout=1)
 
 
@@ -143,7 +177,7 @@ def build(nodes: list[Node], password: str, timeout_s: float) -> None:
     for (first, last), c in zip(slot_ranges(half), primaries):
         c.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
     for node in nodes[1:]:
-        clients[0].execute_command("CLUSTER", "MEET", HOST, node.port)
+        clients[0].execute_command("CLUSTER", "MEET", node.host, node.port)
     wait_until(lambda: all(len(c.execute_command("CLUSTER", "NODES").splitlines()) == len(nodes) for c in clients),
                "let every node know every other", timeout_s, nodes)
     for primary, replica in zip(primaries, replicas):
@@ -170,8 +204,8 @@ def describe(nodes: list[Node], password: str) -> list[dict]:
     """Each node as it reports itself now: role, the primary it follows, its slots, keys, memory."""
     rows = []
     for node in nodes:
-        row = {"port": node.port, "pid": node.pid, "role": "down", "follows": "-", "slots": "-", "keys": "-",
-               "memory": "-"}
+        row = {"port": node.port, "host": node.host, "pid": node.pid, "role": "down", "follows": "-", "slots": "-",
+               "keys": "-", "memory": "-"}
         try:
             c = _client(node, password)
             me = next(line for line in c.execute_command("CLUSTER", "NODES").splitlines() if "myself" in line)
@@ -179,7 +213,7 @@ def describe(nodes: list[Node], password: str) -> list[dict]:
             flags, primary_id, slots = fields[2], fields[3], fields[8:]
             row["role"] = "primary" if "master" in flags else "replica"
             if primary_id != "-":
-                row["follows"] = next((f"{HOST}:{line.split()[1].split('@')[0].split(':')[-1]}"
+                row["follows"] = next((line.split()[1].split("@")[0]  # ip:port@bus -> the primary's ip:port
                                        for line in c.execute_command("CLUSTER", "NODES").splitlines()
                                        if line.startswith(primary_id)), primary_id[:8])
             row["slots"] = " ".join(slots) or "-"
@@ -193,9 +227,9 @@ def describe(nodes: list[Node], password: str) -> list[dict]:
 
 def start(settings: Settings, binary: str, acl_file: str, detached: bool) -> list[Node]:
     """Start and build the whole cluster; on any failure, stop every node already started."""
-    ports = node_ports(settings, settings.redis_primaries)
-    check_ports_free(ports)
-    nodes = start_nodes(settings, binary, ports, acl_file, detached)
+    ports, hosts = node_ports(settings, settings.redis_primaries), node_hosts(settings, settings.redis_primaries)
+    check_ports_free(ports, hosts)
+    nodes = start_nodes(settings, binary, ports, acl_file, detached, hosts)
     try:
         build(nodes, acl.password(settings, "default"), settings.start_timeout_s)
     except BaseException:
@@ -245,7 +279,7 @@ def restart_node(settings: Settings, node: Node, binary: str, acl_file: str, nod
     """Start a killed node again on its port, with the ``nodes.conf`` it left. It rejoins the cluster it
     knew; the cluster has replaced it meanwhile, so it comes back as the replica of the node promoted in its
     place (and copies that node's data). Waits until every range has a replica again."""
-    again = start_node(settings, binary, node.port, acl_file, detached, "replica", fresh=False)
+    again = start_node(settings, binary, node.port, acl_file, detached, "replica", fresh=False, host=node.host)
     try:
         client = _client(again, password)
         wait_until(lambda: client.ping(), "answer PING on the restarted node", timeout_s, [again])
@@ -262,17 +296,18 @@ def restart_node(settings: Settings, node: Node, binary: str, acl_file: str, nod
 
 
 def add_primary(settings: Settings, binary: str, acl_file: str, nodes: list[Node], password: str, detached: bool,
-                port: int | None = None, timeout_s: float = 30) -> Node:
-    """A new, empty node joined to the cluster with ``CLUSTER MEET``: a primary that owns no slot yet."""
-    port = port or free_base_port(1)
-    check_ports_free([port])
-    new = start_node(settings, binary, port, acl_file, detached, "primary")
+                port: int | None = None, timeout_s: float = 30, host: str = HOST) -> Node:
+    """A new, empty node (at ``host``) joined to the cluster with ``CLUSTER MEET``: a primary that owns no
+    slot yet."""
+    port = port or free_base_port(1, [host])
+    check_ports_free([port], [host])
+    new = start_node(settings, binary, port, acl_file, detached, "primary", host=host)
     try:
         client = _client(new, password)
         wait_until(lambda: client.ping(), "answer PING on the new node", timeout_s, [new])
         _authenticate_replication(client, password)
         live = [n for n in nodes if procs.is_alive(n.pid)]
-        _client(live[0], password).execute_command("CLUSTER", "MEET", HOST, port)
+        _client(live[0], password).execute_command("CLUSTER", "MEET", new.host, port)
         ids = [node_id(n, password) for n in [*live, new]]  # by id, not by count: a dead node may stay listed
 
         def everyone_knows_everyone():
@@ -309,7 +344,7 @@ def move_slots(source: Node, target: Node, slots: list[int], primaries: list[Nod
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         while names := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
-            src.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "AUTH2", "default", password,
+            src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "AUTH2", "default", password,
                                 "KEYS", *names)
             moved += len(names)
         for client in everyone:

@@ -122,7 +122,7 @@ class Lab:
         from . import cluster
 
         admin = acl.password(self.settings, "default")
-        return [{"name": f"  node {n['port']}", "url": f"127.0.0.1:{n['port']}", "pid": n["pid"],
+        return [{"name": f"  node {n['port']}", "url": f"{n['host']}:{n['port']}", "pid": n["pid"],
                  "status": "down" if n["role"] == "down" else "healthy", "version": n["role"],
                  "instance": f"follows {n['follows']}" if n["follows"] != "-" else f"slots {n['slots']}",
                  "detail": f"{n['keys']} keys, {n['memory']}"}
@@ -195,6 +195,9 @@ def settings_env(settings: Settings, redis_url: str, managed_acl: bool, service:
         env["LAB_SYSTEM_API_KEY"] = settings.api_key()
     if redis_server.recorded_cluster(settings):  # started with --cluster: every later process follows it
         env["LAB_REDIS_CLUSTER"] = "True"
+    if redis_server.recorded_spread(settings):  # spread over hosts: the service's own address, bound and advertised
+        env["LAB_SPREAD_HOSTS"] = "True"
+        env["LAB_HOST"] = env["LAB_ADVERTISED_HOST"] = as_laid_out(settings).host_of(service)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -220,6 +223,26 @@ def _service_status(settings: Settings, name: str, records: dict[str, procs.Proc
     return ServiceStatus(name, url, "stopped")
 
 
+def as_laid_out(settings: Settings) -> Settings:
+    """``settings`` as the running lab was laid out: a lab started spread over hosts (``start-all --spread``)
+    stays spread for every later call, flag or not, so each process is looked for at its own address."""
+    if not settings.spread_hosts and redis_server.recorded_spread(settings):
+        return settings.model_copy(update={"spread_hosts": True})
+    return settings
+
+
+def check_spread_hosts(settings: Settings) -> None:
+    """A lab spread over hosts needs loopback addresses besides 127.0.0.1: Linux routes all of 127.0.0.0/8
+    to ``lo`` with no setup; other systems may need them added as aliases of the loopback interface."""
+    from .cluster import redis_hosts
+
+    for host in (*redis_hosts(1), *(settings.host_of(name) for name in SERVICE_NAMES)):
+        if not procs.can_bind(host, 0):
+            raise LabkitError(f"this machine cannot listen on {host}: a lab spread over hosts (--spread, "
+                              "LAB_SPREAD_HOSTS) needs the loopback addresses 127.0.0.2 ... 127.0.0.15. Linux has all of "
+                              "127.0.0.0/8 on lo; elsewhere add them to the loopback interface, or start without --spread.")
+
+
 def start_all(settings: Settings | None = None, *, detached: bool | None = None,
               timeout: float | None = None) -> Lab:
     """Bring Redis and every service up (reusing what already runs) and return the Lab handle.
@@ -227,9 +250,11 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
     ``detached`` (default: False in Python, True from the CLI) decides whether the processes outlive
     this one. From a notebook they must not: they die with the kernel.
     """
-    settings = settings or get_settings()
+    settings = as_laid_out(settings or get_settings())
     timeout = settings.start_timeout_s if timeout is None else timeout
     detached = bool(detached)
+    if settings.spread_hosts:
+        check_spread_hosts(settings)
     procs.make_private(settings.run_dir)  # 0700, and 0600 for what an older lab left there
     settings.shared_secret()  # made once (mode 0600), before labkit derives each service's keys from it
     # Check every port before starting anything, so a busy port never leaves half a lab running.
@@ -239,7 +264,7 @@ def start_all(settings: Settings | None = None, *, detached: bool | None = None,
         if health and health.get("service") == name:
             continue  # already up: reuse it
         port = settings.port_of(name)
-        if procs.port_in_use(settings.host, port):
+        if procs.port_in_use(settings.host_of(name), port):
             raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
         to_start.append(name)
     dashboard_needed = not _dashboard_answers(settings)
@@ -301,7 +326,7 @@ def _after_a_failed_start(settings: Settings, started_redis: redis_server.RedisS
 
 
 def status(settings: Settings | None = None, server: redis_server.RedisServer | None = None) -> Lab:
-    settings = settings or get_settings()
+    settings = as_laid_out(settings or get_settings())
     server = server or redis_server.current(settings)
     records = procs.read_pidfiles(settings.run_dir)
     services = []
@@ -331,7 +356,7 @@ def _instance_status(record: procs.ProcRecord) -> ServiceStatus:
 
 
 def _spawn_instance(settings: Settings, env: dict, name: str, port: int, detached: bool):
-    url = f"http://{settings.advertised_host}:{port}"
+    url = f"http://{settings.host_of(name)}:{port}"
     log_path = settings.run_dir / "logs" / f"{name}.log"
     proc = procs.spawn_service(name.split("#")[0], port, env, log_path, name=name, detached=detached)
     procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(),
@@ -345,7 +370,7 @@ def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool
     (gracefully: they deregister). A dead extra instance (SIGKILLed) is started again on its old port.
     ``weights`` ({2: 3}) gives instance #k a weight for the gateway's weighted strategy.
     """
-    settings = settings or get_settings()
+    settings = as_laid_out(settings or get_settings())
     timeout = settings.start_timeout_s if timeout is None else timeout
     if name not in SERVICE_NAMES:
         raise LabkitError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
@@ -367,7 +392,8 @@ def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool
         record = records.get(extra)
         if record and procs.is_alive(record.pid):
             continue
-        port = record.port if record and not procs.port_in_use(settings.host, record.port) else procs.free_port()
+        host = settings.host_of(name)
+        port = record.port if record and not procs.port_in_use(host, record.port) else procs.free_port(host)
         env = settings_env(settings, server.url, server.managed, name)
         if weights and k in weights:
             env["LAB_INSTANCE_WEIGHT"] = str(weights[k])
@@ -380,7 +406,8 @@ def scale(name: str, n: int, settings: Settings | None = None, *, detached: bool
             except PortBusyError:  # its port was taken before it could bind: another free port
                 if attempt == 3:
                     raise
-                proc, url, log_path = _spawn_instance(settings, env, extra, procs.free_port(), bool(detached))
+                proc, url, log_path = _spawn_instance(settings, env, extra, procs.free_port(settings.host_of(name)),
+                                                      bool(detached))
     return status(settings, server)
 
 
@@ -476,7 +503,7 @@ def stop_all(settings: Settings | None = None) -> list[str]:
 
 
 def restart(name: str, settings: Settings | None = None) -> Lab:
-    settings = settings or get_settings()
+    settings = as_laid_out(settings or get_settings())
     if name not in SERVICE_NAMES:
         raise LabkitError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
     record = procs.read_pidfiles(settings.run_dir).get(name)
@@ -484,7 +511,7 @@ def restart(name: str, settings: Settings | None = None) -> Lab:
         procs.stop_pid(record.pid)
     procs.remove_pidfile(settings.run_dir, name)
     deadline = time.monotonic() + 5
-    while procs.port_in_use(settings.host, settings.port_of(name)) and time.monotonic() < deadline:
+    while procs.port_in_use(settings.host_of(name), settings.port_of(name)) and time.monotonic() < deadline:
         time.sleep(0.05)
     # Detached, wherever it is called from: the new process replaces one that belongs to the lab, not to
     # this caller — a service restarted from a notebook must not die with that notebook's kernel.
@@ -504,7 +531,7 @@ def logs(name: str, lines: int = 50, settings: Settings | None = None) -> str:
 
 def start_one(name: str, settings: Settings | None = None) -> Lab:
     """Start Redis, or one service (and Redis, which every service needs), leaving the others as they are."""
-    settings = settings or get_settings()
+    settings = as_laid_out(settings or get_settings())
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     if name == "redis":
         return status(settings, redis_server.ensure(settings, detached=True))
@@ -514,11 +541,11 @@ def start_one(name: str, settings: Settings | None = None) -> Lab:
     health = procs.get_health(url)
     if health and health.get("service") == name:
         return status(settings)  # already up
-    if procs.port_in_use(settings.host, port):
+    if procs.port_in_use(settings.host_of(name), port):
         raise PortBusyError(port, f"the {name} service", procs.port_holder(port), f"LAB_{name.upper()}_PORT")
     settings.shared_secret()
     server = redis_server.ensure(settings, detached=True)
-    env = settings_env(settings, server.url, managed_acl=server.managed)
+    env = settings_env(settings, server.url, server.managed, name)
     log_path = settings.run_dir / "logs" / f"{name}.log"
     proc = procs.spawn_service(name, port, env, log_path, detached=True)
     procs.write_pidfile(settings.run_dir, procs.ProcRecord(name, proc.pid, port, url, str(log_path), time.time(),

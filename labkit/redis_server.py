@@ -7,7 +7,9 @@ The order, first match wins:
    lab's port (6390 by default, never 6379), without persistence;
 3. a ``valkey-server`` or ``redis-server`` found on PATH, started the same way.
 
-Whatever labkit starts is recorded in ``<run_dir>/redis.json`` so later commands reuse it.
+Whatever labkit starts is recorded in ``<run_dir>/redis.json`` so later commands reuse it. In a lab spread
+over hosts (``spread_hosts``, lesson 09) the server listens on 127.0.0.2 instead, and the record says so,
+so later commands (and services restarted later) find every process where it is.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class RedisServer:
     port: int | None = None
     log: str | None = None
     nodes: list[dict] | None = None  # a cluster (lesson 09): every node labkit started, see labkit/cluster.py
+    spread_hosts: bool = False  # started spread over loopback "hosts" (lesson 09): see Settings.spread_hosts
 
     @property
     def cluster(self) -> bool:
@@ -56,7 +59,7 @@ class RedisServer:
         """An admin client: of the one server, or of the cluster (commands routed by slot)."""
         if self.cluster and self.nodes:  # every node a way in: the one in the URL may be the primary lesson 09 killed
             parts = urlsplit(self.url)
-            return redis.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(parts.hostname, n["port"])
+            return redis.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(n.get("host", parts.hostname), n["port"])
                                                      for n in self.nodes],
                                       username=parts.username, password=parts.password, decode_responses=True,
                                       **kwargs)
@@ -140,6 +143,17 @@ def recorded_cluster(settings: Settings) -> bool:
         return False
 
 
+def recorded_spread(settings: Settings) -> bool:
+    """Whether the running lab was started spread over hosts (``labkit start-all --spread``): then a later
+    command, or a service started later, must follow that layout even without the flag."""
+    if settings.spread_hosts:
+        return True
+    try:
+        return bool(json.loads(state_path(settings).read_text()).get("spread_hosts"))
+    except (OSError, ValueError):
+        return False
+
+
 def ensure(settings: Settings, detached: bool) -> RedisServer:
     """The server to use: REDIS_URL's, the one labkit already started, or a new one."""
     server = current(settings)
@@ -166,10 +180,19 @@ def write_acl_file(settings: Settings, data_dir: Path) -> Path:
     return path
 
 
+def _single_host(settings: Settings) -> str:
+    """Where the one server listens: 127.0.0.1, or the first Redis "machine" of a lab spread over hosts."""
+    if settings.spread_hosts:
+        from .cluster import redis_hosts
+
+        return redis_hosts(1)[0]
+    return "127.0.0.1"
+
+
 def start(settings: Settings, detached: bool) -> RedisServer:
     if settings.redis_cluster:
         return start_cluster(settings, detached)
-    host, port = "127.0.0.1", settings.redis_port
+    host, port = _single_host(settings), settings.redis_port
     if procs.port_in_use(host, port):
         raise PortBusyError(port, "Redis", procs.port_holder(port), "LAB_REDIS_PORT")
     binary, source = find_binary()
@@ -190,7 +213,8 @@ def start(settings: Settings, detached: bool) -> RedisServer:
             procs.stop_pid(proc.pid, timeout=2)
             raise LabkitError(f"The Redis server ({binary}) did not start.\n{procs.tail(log_path)}")
         time.sleep(0.05)
-    server = RedisServer(url, source, managed=True, pid=proc.pid, binary=binary, port=port, log=str(log_path))
+    server = RedisServer(url, source, managed=True, pid=proc.pid, binary=binary, port=port, log=str(log_path),
+                         spread_hosts=settings.spread_hosts)
     procs.write_private(state_path(settings), json.dumps(asdict(server), indent=1))  # holds the admin password
     return server
 
@@ -206,7 +230,7 @@ def start_cluster(settings: Settings, detached: bool) -> RedisServer:
     first = nodes[0]
     server = RedisServer(first.url(acl.password(settings, "default")), f"{source}, cluster of {len(nodes)} nodes",
                          managed=True, pid=first.pid, binary=binary, port=first.port, log=first.log,
-                         nodes=cluster.as_records(nodes))
+                         nodes=cluster.as_records(nodes), spread_hosts=settings.spread_hosts)
     procs.write_private(state_path(settings), json.dumps(asdict(server), indent=1))  # holds the admin password
     return server
 

@@ -28,6 +28,13 @@ SERVICE_NAMES = ("customer", "policy", "claims", "gateway", "worker")
 #: Which gateway path prefix belongs to which service: ``/api/policies/...`` -> policy.
 ROUTES = {"customers": "customer", "policies": "policy", "claims": "claims"}
 
+#: Lesson 09, the lab split across "hosts" (simulated, ``LAB_SPREAD_HOSTS``): the loopback address each
+#: service's processes listen on and advertise, as if each ran on a machine of its own. Linux routes all
+#: of 127.0.0.0/8 to ``lo``, so these need no setup there. (The Redis nodes' addresses are labkit's:
+#: ``labkit/cluster.py`` ``redis_hosts``.) The dashboard, like labkit, stays on ``advertised_host``.
+SPREAD_SERVICE_HOSTS = {"customer": "127.0.0.11", "policy": "127.0.0.12", "claims": "127.0.0.13",
+                        "gateway": "127.0.0.14", "worker": "127.0.0.15"}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -51,6 +58,10 @@ class Settings(BaseSettings):
     # Where services listen and what address they advertise to others.
     host: str = "127.0.0.1"
     advertised_host: str = "127.0.0.1"
+    # Lesson 09 (`labkit start-all --spread`): every Redis node and every service on its own loopback address
+    # (SPREAD_SERVICE_HOSTS), listening and advertised there, as if spread over machines. labkit gives each
+    # process its own host and advertised_host; every process finds the others with host_of / url_of.
+    spread_hosts: bool = False
     gateway_port: int = 3000
     policy_port: int = 3001
     claims_port: int = 3002
@@ -168,8 +179,15 @@ class Settings(BaseSettings):
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
 
+    def host_of(self, name: str) -> str:
+        """The address process ``name`` (``claims``, ``claims#2``, ``dashboard``) listens on and is reached at:
+        its own loopback address in a lab spread over hosts, else ``advertised_host``."""
+        if self.spread_hosts:
+            return SPREAD_SERVICE_HOSTS.get(name.split("#")[0], self.advertised_host)
+        return self.advertised_host
+
     def url_of(self, service: str) -> str:
-        return f"http://{self.advertised_host}:{self.port_of(service)}"
+        return f"http://{self.host_of(service)}:{self.port_of(service)}"
 
     @cached_property
     def data_dir(self) -> Path:
