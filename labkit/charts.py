@@ -535,17 +535,28 @@ def requests_per_instance(df: pd.DataFrame):
     return _finish(fig, title="instance")
 
 
-def p99_per_strategy(df: pd.DataFrame, slow_instance: str | None = None):
-    """Lesson 05: p50, p90 and p99 latency per strategy when one instance is slow."""
+def p99_per_strategy(df: pd.DataFrame, slow_instance: str | None = None, slow_id: str | None = None):
+    """Lesson 05: p50, p90 and p99 latency per strategy when one instance is slow, on a log axis (a p50 of
+    15 ms and a p99 of 1,000 ms both readable), each p99 written on its bar. With ``slow_id`` (the slow
+    instance's ``X-Served-By``; default ``df.attrs["slow_instance"]``) each strategy's label says what share
+    of its requests that instance served: the number p99 depends on."""
     table = df.groupby("strategy", sort=False)["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack()
     table.columns = ["p50", "p90", "p99"]
+    slow_id = slow_id or df.attrs.get("slow_instance")
+    if slow_id is not None and "served_by" in df:
+        share = df.groupby("strategy", sort=False)["served_by"].apply(lambda s: (s == slow_id).mean())
+        table.index = [f"{name}\n{share[name]:.1%} to {slow_instance or 'the slow one'}" for name in table.index]
     fig, ax = _figure()
     table.plot.bar(ax=ax, rot=0, color=["tab:blue", "tab:green", "tab:orange"])
+    _log_axis(ax.yaxis)
     for i, value in enumerate(table["p99"]):
-        ax.annotate(f"{value:.0f}", (i + 0.17, value), ha="center", va="bottom", fontsize=8)
-    ax.set_xlabel("balancing strategy")
-    ax.set_ylabel("latency through the gateway (ms)")
-    ax.set_ylim(0, table.to_numpy().max() * 1.12)
+        ax.annotate(f"{value:,.0f} ms", (i + 0.17, value), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel("balancing strategy (and the share of its requests the slow instance served)"
+                  if slow_id is not None and "served_by" in df else "balancing strategy")
+    ax.set_ylabel("latency through the gateway (ms, log)")
+    low, high = max(table.to_numpy().min() * 0.5, 0.1), table.to_numpy().max() * 2.5
+    ax.set_ylim(low, high)
     ax.set_title("One slow instance" + (f" ({slow_instance})" if slow_instance else "") + ": latency per strategy")
     return _finish(fig)
 

@@ -10,31 +10,53 @@ from labkit.experiments import caching, coherence, discovery, gateway, performan
 from labkit.load import LoadResult
 
 
-def _slow_summary(p99: dict[str, float], share_lo: float) -> pd.DataFrame:
-    rows = {name: {"p50_ms": 10.0, "p90_ms": 200.0, "p99_ms": value, "share_to_slow": 0.33,
-                   "fast_ones_p50_ms": 10.0} for name, value in p99.items()}
-    rows["least_outstanding"].update(share_to_slow=share_lo, p90_ms=20.0)
-    return pd.DataFrame(rows).T
+def _slow_summary(p99: dict[str, float], share_lo: float, requests: int = 536, req_per_s: float = 130.0,
+                  load: list[float] | None = None) -> pd.DataFrame:
+    """What ``gateway.slow_instance_summary`` returns, written out: round robin sends the slow one a third."""
+    rows = {name: {"requests": requests, "p50_ms": 13.0, "p90_ms": 1010.0, "p99_ms": value,
+                   "to_slow": round(requests / 3), "share_to_slow": 0.333, "fast_ones_p50_ms": 13.0,
+                   "req_per_s": 36.0} for name, value in p99.items()}
+    rows["least_outstanding"].update(share_to_slow=share_lo, to_slow=round(share_lo * requests), p90_ms=40.0,
+                                     req_per_s=req_per_s)
+    summary = pd.DataFrame(rows).T
+    summary.attrs = {"slow_instance": "claims-41002-ab", "delay_ms": 1000.0,
+                     "load_average": [1.6, 1.9] if load is None else load, "cores": 2}
+    return summary
 
 
-def test_least_outstanding_losing_at_p99_is_said_plainly():
-    words = gateway.slow_instance_in_words(
-        _slow_summary({"round_robin": 219.0, "random": 230.0, "least_outstanding": 252.0}, 0.054), 200)
-    assert "Lowest p99: round_robin" in words
-    assert "did NOT show least outstanding winning" in words
-    assert "5.4%" in words
+def test_least_outstanding_with_the_lower_p99_and_under_one_percent_is_the_claim():
+    words = gateway.slow_instance_in_words(_slow_summary({"round_robin": 1171.0, "least_outstanding": 157.0}, 0.0056))
+    assert "Lower p99: least_outstanding, 157 ms against round_robin's 1,171 ms (1,014 ms lower" in words
+    assert "least_outstanding 0.6% (3 of 536)" in words and "round_robin 33.3%" in words
+    assert "As the lesson says" in words and "NOT" not in words
+    assert "load average 1.6 to 1.9 on 2 cores" in words
 
 
-def test_least_outstanding_winning_with_a_tiny_share_is_the_claim():
-    words = gateway.slow_instance_in_words(
-        _slow_summary({"round_robin": 219.0, "random": 230.0, "least_outstanding": 30.0}, 0.004), 200)
-    assert "under 1%" in words and "NOT" not in words
+def test_a_share_over_one_percent_is_explained_by_the_measured_rate_and_load():
+    words = gateway.slow_instance_in_words(_slow_summary({"round_robin": 1100.0, "least_outstanding": 1050.0}, 0.025,
+                                                         req_per_s=40.0, load=[5.2, 6.8]))
+    assert "did NOT show" in words and "As the lesson says" not in words
+    assert "sent the slow instance 2.5% of its requests, over 1%" in words
+    assert "at 40 req/s is about 2.5%" in words  # 1 / (40 req/s x 1 s)
+    assert "load average 5.2 to 6.8 on 2 cores" in words and "more cores than there are" in words
 
 
-def test_a_p99_win_with_a_share_over_one_percent_is_called_a_tie():
-    words = gateway.slow_instance_in_words(
-        _slow_summary({"round_robin": 297.0, "random": 291.0, "least_outstanding": 288.0}, 0.076), 200)
-    assert "tie within noise" in words
+def test_a_quiet_machine_is_never_blamed():
+    words = gateway.slow_instance_in_words(_slow_summary({"round_robin": 1100.0, "least_outstanding": 1050.0}, 0.025,
+                                                         req_per_s=40.0, load=[0.4, 0.9]))
+    assert "did NOT show" in words and "busy" not in words and "more cores than there are" not in words
+
+
+def test_round_robin_with_the_lower_p99_is_said_plainly():
+    words = gateway.slow_instance_in_words(_slow_summary({"round_robin": 219.0, "least_outstanding": 252.0}, 0.004))
+    assert "Lower p99: round_robin" in words and "did NOT show" in words
+    assert "was not the lowest" in words
+
+
+def test_too_few_requests_for_a_p99_are_said_plainly():
+    words = gateway.slow_instance_in_words(_slow_summary({"round_robin": 1100.0, "least_outstanding": 40.0}, 0.0,
+                                                         requests=80))
+    assert "did NOT show" in words and "too few steady-state requests" in words
 
 
 def test_scans_that_hurt_lfu_more_than_lru_are_reported_as_not_shown():
@@ -135,12 +157,6 @@ def test_reads_whose_tail_barely_moved_with_logins_do_not_wait_behind_them():
     assert "do not wait behind password hashing" in words
 
 
-def test_a_clear_p99_win_with_a_share_over_one_percent_is_not_called_a_tie():
-    words = gateway.slow_instance_in_words(
-        _slow_summary({"round_robin": 472.0, "random": 480.0, "least_outstanding": 236.0}, 0.03), 200)
-    assert "won at p99 by 236 ms" in words and "tie" not in words
-
-
 def test_a_request_in_flight_when_the_fault_hit_is_the_fault_s_doing():
     requests = pd.DataFrame({"t_s": [1.0, 1.99, 2.5], "kind": ["write"] * 3, "ok": [False, False, False],
                              "status": [503, 502, 503], "error": ["", "", ""], "latency_ms": [5.0, 40.0, 5.0]})
@@ -155,3 +171,17 @@ def test_a_sweep_whose_two_directions_disagree_says_the_shape_is_not_shown():
         run.meta["rates_up_down"] = both
     words = performance.sweep_verdict(runs)
     assert "c=4: 442 / 164" in words and "NOT shown reliably" in words
+
+
+def test_the_slow_instance_summary_counts_the_steady_state_only():
+    slow, fast = "claims-41002-ab", "claims-41001-ab"
+    rows = [{"strategy": "least_outstanding", "round": 0, "seq": i, "first_wave": i < 4, "round_s": 2.0,
+             "served_by": slow if i in (1, 50) else fast, "latency_ms": 1000.0 if i in (1, 50) else 10.0}
+            for i in range(200)]
+    df = pd.DataFrame(rows)
+    df.attrs = {"slow_instance": slow, "delay_ms": 1000.0, "load_average": [1.0], "cores": 2}
+    summary = gateway.slow_instance_summary(df)
+    row = summary.loc["least_outstanding"]
+    assert row["requests"] == 196 and row["to_slow"] == 1  # the first wave's slow request is counted apart
+    assert row["first_wave_to_slow"] == "1 of 4" and row["req_per_s"] == 100  # 200 requests in a 2 s round
+    assert summary.attrs["delay_ms"] == 1000.0
