@@ -22,7 +22,7 @@ from .. import procs
 from ..auth import gateway_headers, service_client
 from ..coroutines import run_async
 from ..traffic import Request, closed_loop, open_loop
-from . import PATHS
+from . import PATHS, load_average
 
 @contextlib.contextmanager
 def gateway_admin(settings: Settings):
@@ -49,15 +49,6 @@ async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) 
     return traffic.records
 
 
-def _load_average() -> float | None:
-    """The machine's 1-minute load average now (None where the OS has none): how many processes wanted a
-    core. Sampled around every round, so a verdict can say how busy the machine was while it ran."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
                             strategies: tuple[str, ...] = BALANCERS, settings: Settings | None = None,
                             rounds: int = 1) -> pd.DataFrame:
@@ -76,14 +67,14 @@ def strategies_side_by_side(service: str = "claims", requests: int = 300, concur
             shift = round_ % len(strategies)
             for strategy in strategies[shift:] + strategies[:shift]:
                 set_strategy(settings, service, strategy)
-                load.append(_load_average())
+                load.append(load_average())
                 started = time.perf_counter()
                 rows = run_async(_closed_loop(settings, PATHS[service], requests // rounds, concurrency))
                 took = time.perf_counter() - started
                 frame = pd.DataFrame(rows).sort_values("seq", ignore_index=True)
                 frames.append(frame.assign(strategy=strategy, round=round_, first_wave=frame["seq"] < concurrency,
                                            round_s=took))
-        load.append(_load_average())
+        load.append(load_average())
     finally:
         set_strategy(settings, service, before)
     order = {s: i for i, s in enumerate(strategies)}

@@ -141,20 +141,40 @@ def test_an_xfetch_refresh_where_every_reader_loaded_is_said():
     assert "XFetch cut it to 26.5" in words and "in its worst refresh 100 readers loaded" in words
 
 
-def _open_run(read_ms: float, logins: int = 0, login_ms: float = 100.0) -> LoadResult:
-    rows = [{"route": "GET /api/policies/{id}", "status": 200, "latency_ms": read_ms + i % 3} for i in range(150)]
-    rows += [{"route": "POST /api/auth/login", "status": 200, "latency_ms": login_ms}] * logins
-    return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0})
+def _open_run(read_ms: float, logins: int = 0, login_ms: float = 100.0, halves: tuple = (), hit: str = "HIT"
+              ) -> LoadResult:
+    """What one side of ``performance.with_and_without_logins`` returns, written out."""
+    rows = [{"route": "GET /api/policies/{id}", "status": 200, "latency_ms": read_ms + i % 3, "x_cache": hit}
+            for i in range(150)]
+    rows += [{"route": "POST /api/auth/login", "status": 200, "latency_ms": login_ms, "x_cache": ""}] * logins
+    return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0,
+                                           "halves_p99_ms": list(halves), "load_average": [1.2, 1.6]})
 
 
 def test_reads_whose_tail_grew_by_a_login_are_not_called_unblocked():
-    words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(100, logins=8)})
+    words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
+                                            "with logins": _open_run(100, logins=8, halves=(95, 102))})
     assert "grew by about a login" in words and "do not wait" not in words
 
 
 def test_reads_whose_tail_barely_moved_with_logins_do_not_wait_behind_them():
-    words = performance.login_tail_verdict({"without logins": _open_run(5), "with logins": _open_run(7, logins=8)})
-    assert "do not wait behind password hashing" in words
+    words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
+                                            "with logins": _open_run(7, logins=8, halves=(7, 9))})
+    assert "do not wait behind password hashing" in words and "NOT" not in words
+
+
+def test_reads_faster_with_logins_is_reported_as_not_shown():
+    """The run that printed p99 97 ms without logins and 10 ms with: backwards, and said so."""
+    words = performance.login_tail_verdict({"without logins": _open_run(95, halves=(12, 97), hit="MISS"),
+                                            "with logins": _open_run(8, logins=8, halves=(9, 10))})
+    assert "did NOT show" in words and "FASTER with logins" in words
+    assert "without logins 0%" in words and "with logins 100%" in words  # the hit rates that explain it
+
+
+def test_noise_as_large_as_a_login_means_the_run_cannot_tell():
+    words = performance.login_tail_verdict({"without logins": _open_run(40, halves=(10, 90)),
+                                            "with logins": _open_run(60, logins=8, halves=(30, 70))})
+    assert "canNOT tell" in words and "do not wait" not in words and "load average 1.2 to 1.6" in words
 
 
 def test_a_request_in_flight_when_the_fault_hit_is_the_fault_s_doing():
@@ -185,3 +205,29 @@ def test_the_slow_instance_summary_counts_the_steady_state_only():
     assert row["requests"] == 196 and row["to_slow"] == 1  # the first wave's slow request is counted apart
     assert row["first_wave_to_slow"] == "1 of 4" and row["req_per_s"] == 100  # 200 requests in a 2 s round
     assert summary.attrs["delay_ms"] == 1000.0
+
+
+def _login_round(read_ms_during: float, read_ms_else: float) -> LoadResult:
+    """One round with logins, the clock written out: a 100 ms login at every whole second, reads every 10 ms."""
+    rows = [{"route": "POST /api/auth/login", "status": 200, "latency_ms": 100.0, "service_ms": 100.0,
+             "start_s": float(t), "round": 0, "x_cache": ""} for t in range(6)]
+    for i in range(600):
+        start = i / 100
+        during = start % 1 < 0.1
+        ms = read_ms_during if during else read_ms_else
+        rows.append({"route": "GET /api/policies/{id}", "status": 200, "latency_ms": ms + i % 3, "service_ms": ms,
+                     "start_s": start, "round": 0, "x_cache": "HIT"})
+    return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0,
+                                           "halves_p99_ms": [ms + 1, ms + 2], "load_average": [6.0]})
+
+
+def test_reads_slow_only_while_a_login_runs_waited_behind_it():
+    words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
+                                            "with logins": _login_round(read_ms_during=95, read_ms_else=5)})
+    assert "the reads in flight during a login were the slow ones" in words
+
+
+def test_reads_slow_alike_with_and_without_a_login_in_flight_did_not_wait_behind_it():
+    words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
+                                            "with logins": _login_round(read_ms_during=90, read_ms_else=90)})
+    assert "did not wait behind a login" in words and "were the slow ones" not in words
