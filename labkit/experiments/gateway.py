@@ -40,21 +40,25 @@ def set_strategy(settings: Settings, service: str, strategy: str) -> None:
         admin.put("/admin/balancer", json={"service": service, "strategy": strategy}).raise_for_status()
 
 
-async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) -> list[dict]:
-    """``n`` reads of ``path`` through the gateway, ``concurrency`` at a time (``labkit.traffic``'s closed loop)."""
+async def _closed_loop(settings: Settings, path: str, n: int | None, concurrency: int,
+                       seconds: float | None = None) -> list[dict]:
+    """``n`` reads of ``path`` through the gateway (or as many as ``seconds`` allow), ``concurrency`` at a time
+    (``labkit.traffic``'s closed loop)."""
     read = Request("GET", path)
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True),
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        traffic = await closed_loop(session, settings.url_of("gateway"), lambda _: read, concurrency, requests=n)
+        traffic = await closed_loop(session, settings.url_of("gateway"), lambda _: read, concurrency, requests=n,
+                                    duration_s=seconds)
     return traffic.records
 
 
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
                             strategies: tuple[str, ...] = BALANCERS, settings: Settings | None = None,
-                            rounds: int = 1) -> pd.DataFrame:
+                            rounds: int = 1, seconds_per_round: float | None = None) -> pd.DataFrame:
     """``requests`` reads through the gateway per strategy, ``concurrency`` at a time, in ``rounds``
-    alternating rounds (each strategy runs ``requests / rounds`` reads per round, the order rotating: with two
-    strategies A B, B A, A B ...), so a burst of load from elsewhere on the machine hits every strategy alike.
+    alternating rounds (each strategy runs ``requests / rounds`` reads per round — or, with
+    ``seconds_per_round``, sends for that long —, the order rotating: with two strategies A B, B A, A B ...),
+    so a burst of load from elsewhere on the machine hits every strategy alike.
     One row per request: strategy, round, seq (the order it was sent in within its round), first_wave (one of
     the first ``concurrency`` of its round, sent while every instance was idle), served_by, status,
     latency_ms, round_s (how long its round took). The strategy the gateway had is restored at the end.
@@ -69,7 +73,8 @@ def strategies_side_by_side(service: str = "claims", requests: int = 300, concur
                 set_strategy(settings, service, strategy)
                 load.append(load_average())
                 started = time.perf_counter()
-                rows = run_async(_closed_loop(settings, PATHS[service], requests // rounds, concurrency))
+                rows = run_async(_closed_loop(settings, PATHS[service], None if seconds_per_round else requests // rounds,
+                                               concurrency, seconds_per_round))
                 took = time.perf_counter() - started
                 frame = pd.DataFrame(rows).sort_values("seq", ignore_index=True)
                 frames.append(frame.assign(strategy=strategy, round=round_, first_wave=frame["seq"] < concurrency,
@@ -108,18 +113,21 @@ def spread_in_words(spread: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 1000.0, service: str = "claims",
-                           requests: int = 600, concurrency: int = 16,
+def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 2000.0, service: str = "claims",
+                           seconds_per_round: float = 2.0, concurrency: int = 8,
                            strategies: tuple[str, ...] = ("round_robin", "least_outstanding"),
                            settings: Settings | None = None, rounds: int = 4) -> pd.DataFrame:
-    """Make ``instance`` slow (its ``delay_ms`` knob), run each strategy in alternating rounds (A B, B A, ...:
-    ``strategies_side_by_side``), put the knob back. ``df.attrs``: ``slow_instance`` (the slow instance's id,
-    what ``X-Served-By`` says), ``delay_ms``, ``load_average`` (read around every round), ``cores``.
+    """Make ``instance`` slow (its ``delay_ms`` knob), send through each strategy for ``seconds_per_round`` in
+    alternating rounds (A B, B A, ...: ``strategies_side_by_side``), put the knob back. ``df.attrs``:
+    ``slow_instance`` (the slow instance's id, what ``X-Served-By`` says), ``delay_ms``, ``load_average`` (read
+    around every round), ``cores``.
 
-    Why these sizes: least outstanding sends the slow instance a new request only when it has none in flight
-    (the fast ones always have some), so it gets about one per ``delay_ms`` — a share of 1 / (req/s × delay).
-    With a one-second delay that stays under 1% while the lab serves over 100 req/s, a busy 2-core machine
-    included; a 30 ms delay would need over 3,000."""
+    Why these sizes: least outstanding keeps about as many requests in flight at the slow instance as at each
+    fast one, and each instance answers its in-flight requests at its own speed, so the slow one's share of the
+    requests is about (fast latency) / (fast instances x delay): with two fast instances at 10-30 ms on a busy
+    machine and a 2 s delay, 0.25-0.75% — under the 1% a p99 can hide. Rounds last a fixed time, not a fixed
+    count: round robin, stuck a third of the time behind the delay, sends few requests a second, and its p99 is
+    a slow answer with a hundred of them; least outstanding sends many, which its p99 needs."""
     settings = settings or get_settings()
     record = procs.read_pidfiles(settings.run_dir)[instance]
     with service_client(settings, service) as client:
@@ -128,7 +136,8 @@ def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 1000.0,
         before = client.get("/admin/knobs").json()["delay_ms"]
         client.put("/admin/knobs", json={"delay_ms": delay_ms}).raise_for_status()
         try:
-            df = strategies_side_by_side(service, requests, concurrency, strategies, settings, rounds)
+            df = strategies_side_by_side(service, 0, concurrency, strategies, settings, rounds,
+                                         seconds_per_round=seconds_per_round)
         finally:
             client.put("/admin/knobs", json={"delay_ms": before}).raise_for_status()
     df.attrs.update(slow_instance=slow_id, delay_ms=delay_ms, cores=os.cpu_count() or 1)
@@ -156,6 +165,7 @@ def slow_instance_summary(df: pd.DataFrame) -> pd.DataFrame:
     summary["req_per_s"] = (per_strategy["n"] / per_strategy["took"]).round(0)
     summary.attrs = {key: df.attrs[key] for key in ("slow_instance", "delay_ms", "load_average", "cores")
                      if key in df.attrs}
+    summary.attrs["fast_instances"] = int(df.loc[df["served_by"] != slow_id, "served_by"].nunique())
     return summary
 
 
@@ -194,7 +204,7 @@ def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float | None = None)
         return "\n".join(lines + [f"({load_words}.)"])
 
     lo = summary.loc["least_outstanding"]
-    too_few = summary.index[summary["requests"] < ENOUGH_FOR_P99].tolist()
+    too_few = ["least_outstanding"] if lo["requests"] < ENOUGH_FOR_P99 else []
     shown = best == "least_outstanding" and lo["share_to_slow"] < 0.01 and not too_few
     if shown:
         lines.append(f"As the lesson says: least outstanding sent the slow instance under 1% of its requests, so its "
@@ -209,15 +219,16 @@ def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float | None = None)
                      "the slow instance. What was measured:")
         if too_few:
             lines.append(f"- too few steady-state requests for a p99 ({', '.join(too_few)}: under {ENOUGH_FOR_P99}); "
-                         "raise REQUESTS.")
+                         "raise SLOW_SECONDS.")
         if lo["share_to_slow"] >= 0.01:
-            expected = (f" One request per {delay_ms:,.0f} ms delay at {lo['req_per_s']:,.0f} req/s is about "
-                        f"{1000 / (delay_ms * lo['req_per_s']):.1%}." if delay_ms and lo["req_per_s"] else "")
+            fast = summary.attrs.get("fast_instances") or 2
+            expected = (f" With the fast instances answering in {lo['fast_ones_p50_ms']:,.0f} ms (median) and the slow "
+                        f"one {delay_ms:,.0f} ms later, about {lo['fast_ones_p50_ms'] / (fast * delay_ms):.1%} was to "
+                        "be expected: (fast latency) / (fast instances x delay)." if delay_ms else "")
             lines.append(f"- least outstanding sent the slow instance {lo['share_to_slow']:.1%} of its requests, over "
-                         f"1%, so its p99 is a slow answer.{expected} The lab served {lo['req_per_s']:,.0f} req/s in "
-                         f"those rounds; {load_words}"
-                         + (": other processes wanted more cores than there are, so the lab served fewer requests "
-                            "per second and the slow instance's share grew." if busy else "."))
+                         f"1%, so its p99 is a slow answer.{expected} {load_words[0].upper() + load_words[1:]}"
+                         + (": other processes wanted more cores than there are, so the fast instances answered "
+                            "slower and the slow one's share grew." if busy else "."))
         elif best != "least_outstanding":
             lines.append(f"- least outstanding kept the slow instance under 1% ({lo['share_to_slow']:.1%}), yet its "
                          f"p99 ({lo['p99_ms']:,.0f} ms) was not the lowest: its slowest 1% were fast-instance answers "

@@ -19,7 +19,7 @@ def _slow_summary(p99: dict[str, float], share_lo: float, requests: int = 536, r
     rows["least_outstanding"].update(share_to_slow=share_lo, to_slow=round(share_lo * requests), p90_ms=40.0,
                                      req_per_s=req_per_s)
     summary = pd.DataFrame(rows).T
-    summary.attrs = {"slow_instance": "claims-41002-ab", "delay_ms": 1000.0,
+    summary.attrs = {"slow_instance": "claims-41002-ab", "delay_ms": 2000.0, "fast_instances": 2,
                      "load_average": [1.6, 1.9] if load is None else load, "cores": 2}
     return summary
 
@@ -37,8 +37,8 @@ def test_a_share_over_one_percent_is_explained_by_the_measured_rate_and_load():
                                                          req_per_s=40.0, load=[5.2, 6.8]))
     assert "did NOT show" in words and "As the lesson says" not in words
     assert "sent the slow instance 2.5% of its requests, over 1%" in words
-    assert "at 40 req/s is about 2.5%" in words  # 1 / (40 req/s x 1 s)
-    assert "load average 5.2 to 6.8 on 2 cores" in words and "more cores than there are" in words
+    assert "about 0.3% was to be expected" in words  # 13 ms / (2 fast instances x 2000 ms)
+    assert "oad average 5.2 to 6.8 on 2 cores" in words and "more cores than there are" in words
 
 
 def test_a_quiet_machine_is_never_blamed():
