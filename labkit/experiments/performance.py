@@ -333,7 +333,8 @@ def with_and_without_logins(rate: float, concurrency: int, seconds: float, login
             **side_rounds[0].meta, "rounds": len(side_rounds),
             "percentiles_refused": any(r.percentiles_refused for r in side_rounds),
             "on_schedule": min(r.meta["on_schedule"] for r in side_rounds),
-            "halves_p99_ms": halves, "load_average": [v for v in load if v is not None]})
+            "halves_p99_ms": halves, "load_average": [v for v in load if v is not None],
+            "cores": os.cpu_count() or 1})
     return out
 
 
@@ -368,7 +369,7 @@ def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
     noise = max((abs(h[0] - h[1]) for h in halves.values() if len(h) == 2), default=0.0)
     hits = {side: _hit_rate_of(result.records) for side, result in runs.items()}
     load = runs["with logins"].meta.get("load_average") or []
-    cores = os.cpu_count() or 1
+    cores = runs["with logins"].meta.get("cores") or os.cpu_count() or 1
     facts = (f"reads' p99 without logins {without:.1f} ms ({len(reads['without logins'])} reads), with logins "
              f"{with_:.1f} ms ({len(reads['with logins'])} reads): {growth:+.1f} ms; one login takes "
              f"{login_p50:.1f} ms (p50 of {len(logins)}). Noise: the two halves of one side's rounds, with nothing "
@@ -388,6 +389,17 @@ def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
         return facts + ("\nThis run did NOT show what was expected: the reads were FASTER with logins among them, by "
                         "more than the noise. Logins cannot speed reads up, so something else differed between the "
                         "sides — compare their hit rates and the load average above — run the cell again.")
+    busy = bool(load) and max(load) > cores
+    if waited:
+        if busy:
+            return facts + ("\nThe reads in flight during a login were slower than the others by more than half a "
+                            "login. On a machine this busy (load average above the core count) this run canNOT tell "
+                            "the two causes apart: reads queued behind the hashing on the event loop, or the "
+                            "hashing's CPU (tens of ms per login) took a core they were waiting for. Run the cell "
+                            "again when the machine is quieter: if they still are, the hashing blocks the loop.")
+        return facts + ("\nReads waited behind logins: the ones in flight during a login were slower than the others "
+                        "by more than half a login, on a machine that was not overloaded — the hashing is holding up "
+                        "the event loop.")
     if abs(growth) <= noise:
         if noise < 0.5 * login_p50:
             return facts + ("\nThe reads' tail did not move beyond the noise, and the noise is under half a login: "
@@ -406,10 +418,9 @@ def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
                         "during a login were not slower by that much than the others: the tail grew for every read "
                         "alike, so they did not wait behind a login. The hashing's CPU (tens of ms per login) and "
                         "whatever else ran on the machine (load average above) slowed everything.")
-    return facts + ("\nThe reads' tail grew by about a login, beyond the noise"
-                    + (", and the reads in flight during a login were the slow ones: reads waited behind password "
-                       "hashing." if waited else ": either reads waited behind password hashing, or the machine got "
-                       "busier during the runs with logins (too few reads overlapped a login to tell)."))
+    return facts + ("\nThe reads' tail grew by about a login, beyond the noise: either reads waited behind password "
+                    "hashing, or the machine got busier during the runs with logins (too few reads overlapped a "
+                    "login to tell them apart).")
 
 
 def _reads_during_logins(records: pd.DataFrame, at_least: int = 20) -> tuple[pd.Series, pd.Series] | None:

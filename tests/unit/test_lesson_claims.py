@@ -148,7 +148,8 @@ def _open_run(read_ms: float, logins: int = 0, login_ms: float = 100.0, halves: 
             for i in range(150)]
     rows += [{"route": "POST /api/auth/login", "status": 200, "latency_ms": login_ms, "x_cache": ""}] * logins
     return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0,
-                                           "halves_p99_ms": list(halves), "load_average": [1.2, 1.6]})
+                                           "halves_p99_ms": list(halves), "load_average": [1.2, 1.6],
+                                           "cores": 2})
 
 
 def test_reads_whose_tail_grew_by_a_login_are_not_called_unblocked():
@@ -207,7 +208,7 @@ def test_the_slow_instance_summary_counts_the_steady_state_only():
     assert summary.attrs["delay_ms"] == 1000.0
 
 
-def _login_round(read_ms_during: float, read_ms_else: float) -> LoadResult:
+def _login_round(read_ms_during: float, read_ms_else: float, load: float = 6.0) -> LoadResult:
     """One round with logins, the clock written out: a 100 ms login at every whole second, reads every 10 ms."""
     rows = [{"route": "POST /api/auth/login", "status": 200, "latency_ms": 100.0, "service_ms": 100.0,
              "start_s": float(t), "round": 0, "x_cache": ""} for t in range(6)]
@@ -218,16 +219,23 @@ def _login_round(read_ms_during: float, read_ms_else: float) -> LoadResult:
         rows.append({"route": "GET /api/policies/{id}", "status": 200, "latency_ms": ms + i % 3, "service_ms": ms,
                      "start_s": start, "round": 0, "x_cache": "HIT"})
     return LoadResult(pd.DataFrame(rows), {"percentiles_refused": False, "on_schedule": 1.0,
-                                           "halves_p99_ms": [ms + 1, ms + 2], "load_average": [6.0]})
+                                           "halves_p99_ms": [ms + 1, ms + 2], "load_average": [load],
+                                           "cores": 2})
 
 
-def test_reads_slow_only_while_a_login_runs_waited_behind_it():
+def test_reads_slow_only_while_a_login_runs_on_a_quiet_machine_waited_behind_it():
     words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
-                                            "with logins": _login_round(read_ms_during=95, read_ms_else=5)})
-    assert "the reads in flight during a login were the slow ones" in words
+                                            "with logins": _login_round(read_ms_during=95, read_ms_else=5, load=1.1)})
+    assert "Reads waited behind logins" in words and "canNOT" not in words
+
+
+def test_reads_slow_only_while_a_login_runs_on_a_busy_machine_cannot_tell_cpu_from_waiting():
+    words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
+                                            "with logins": _login_round(read_ms_during=95, read_ms_else=5, load=15.0)})
+    assert "canNOT tell" in words and "Reads waited behind logins" not in words
 
 
 def test_reads_slow_alike_with_and_without_a_login_in_flight_did_not_wait_behind_it():
     words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
                                             "with logins": _login_round(read_ms_during=90, read_ms_else=90)})
-    assert "did not wait behind a login" in words and "were the slow ones" not in words
+    assert "did not wait behind a login" in words and "Reads waited" not in words
