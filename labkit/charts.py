@@ -104,8 +104,9 @@ def _draws_something(artist) -> bool:
 def _finish(fig, extra_handles: list | None = None, title: str | None = None):
     """The last step of every chart: one legend outside the data, right of the axes, with only the series
     that draw something (plus ``extra_handles``, proxies the chart made itself)."""
-    for ax in fig.axes:  # a long title would run into the legend beside the axes: wrap it
-        ax.set_title("\n".join(textwrap.fill(line, 68) for line in ax.get_title().split("\n")))
+    titles = {ax: ax.get_title() for ax in fig.axes}
+    for ax, text in titles.items():  # a long title would run into the legend beside the axes: wrap it
+        ax.set_title(_wrapped_title(text, 68))
     handles, labels, seen = [], [], set()
     for ax in fig.axes:
         if ax.get_legend():
@@ -122,7 +123,28 @@ def _finish(fig, extra_handles: list | None = None, title: str | None = None):
             labels.append(handle.get_label())
     if handles:
         fig.legend(handles, labels, loc="outside right upper", title=title)
+    _fit_titles(fig, titles)
     return fig
+
+
+def _wrapped_title(text: str, width: int) -> str:
+    """``text`` wrapped at ``width`` characters, its own line breaks kept."""
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _fit_titles(fig, titles: dict) -> None:
+    """Wrap each axes' title (``titles``: as the chart set it) until it is no wider than its axes: centred
+    over the axes, a wider title runs out to the right, up to the legend beside them."""
+    titled = {ax: text for ax, text in titles.items() if text}
+    if not titled:
+        return
+    fig.draw_without_rendering()
+    for ax, text in titled.items():
+        width = 68
+        while ax.title.get_window_extent().width > ax.get_window_extent().width and width > 24:
+            width -= 4
+            ax.set_title(_wrapped_title(text, width))
+            fig.draw_without_rendering()
 
 
 _INSTANCE_ID = re.compile(r"^(?P<service>[a-z]+)-(?P<port>\d+)-[0-9a-f]+$")

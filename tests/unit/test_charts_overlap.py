@@ -182,6 +182,8 @@ def _trace(redis: bool = False):
 
 SAMPLES = {
     "latency_distribution": lambda: charts.latency_distribution(_two_groups()),
+    "latency_distribution_long_title": lambda: charts.latency_distribution(  # lesson 00's: once ran into the legend
+        _two_groups(), title="GET one policy: straight to the service, through the gateway, from its copy"),
     "percentile_table": lambda: charts.percentile_table(_two_groups()),
     "instance_label": lambda: charts.instance_label("claims-44547-9052", {44547: "claims#3"}),
     "session_ttl_timeline": lambda: charts.session_ttl_timeline(pd.DataFrame(
@@ -368,6 +370,9 @@ def readability_problems(fig: Figure) -> list[str]:
     for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
         if _shrunk(box_a).overlaps(_shrunk(box_b)):
             problems.append(f"texts overlap: {a.get_text()!r} and {b.get_text()!r}")
+    for ax in fig.axes:  # a title wider than its axes runs out towards the legend beside them
+        if ax.get_title() and ax.title.get_window_extent(renderer).width > ax.get_window_extent(renderer).width + 1:
+            problems.append(f"title wider than its axes: {ax.get_title()!r}")
     for legend in _legends(fig):
         box = _shrunk(legend.get_window_extent(renderer), 0.5)
         for ax in fig.axes:
