@@ -127,7 +127,7 @@ def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 2000.0,
     requests is about (fast latency) / (fast instances x delay): with two fast instances at 10-30 ms on a busy
     machine and a 2 s delay, 0.25-0.75% — under the 1% a p99 can hide. Rounds last a fixed time, not a fixed
     count: round robin, stuck a third of the time behind the delay, sends few requests a second, and its p99 is
-    a slow answer with a hundred of them; least outstanding sends many, which its p99 needs."""
+    a slow answer with a few dozen of them; least outstanding sends many, which its p99 needs."""
     settings = settings or get_settings()
     record = procs.read_pidfiles(settings.run_dir)[instance]
     with service_client(settings, service) as client:
