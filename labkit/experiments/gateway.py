@@ -260,12 +260,14 @@ def cache_answers_in_words(cached: pd.DataFrame) -> str:
         wide = high > 2 * low
         parts.append(f"The HITs took {low:.1f} ms (p10) to {high:.1f} ms (p90): a {high / low:.1f}x spread for "
                      "the very same answer from the gateway's memory, with no MISS among them"
-                     + (" — a wide histogram." if wide else " — a narrow histogram, one hump."))
+                     + (" — a wide histogram." if wide else
+                        f" — a narrow spread: {(high - low):.1f} ms from p10 to p90, so any humps the histogram shows "
+                        "lie that close together, all of them HITs."))
     try:
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         parts.append(f"Load average {load:.1f} on {cores} cores: " + (
             ("a HIT often waits for a core; those waits widened its histogram (or made a second, slower hump)."
-             if wide else "busy, yet the HITs in this run seldom waited for a core.") if load > cores else
+             if wide else "busy, yet the HITs' spread stayed narrow.") if load > cores else
             "a quiet machine, so a HIT should rarely wait for a core."))
     except OSError:
         pass

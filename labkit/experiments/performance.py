@@ -255,6 +255,11 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
         lines.append(f"Plateau: going from c={rows[-2]['c']} to c={rows[-1]['c']} added {last_gain:+.0%} throughput "
                      f"while p50 went {rows[-2]['p50']:.1f} -> {rows[-1]['p50']:.1f} ms: the lab is saturated, "
                      "more connections only queue (Little's law).")
+    elif (earlier := max(rows[:-1], key=lambda row: row["req_s"]))["req_s"] * (1 + flat) >= rows[-1]["req_s"]:
+        lines.append(f"Throughput grew {last_gain:+.0%} at the last step, but only back to where it was at "
+                     f"c={earlier['c']} ({earlier['req_s']:,.0f} -> {rows[-1]['req_s']:,.0f} req/s, within "
+                     f"{flat:.0%}): the ceiling was reached by c={earlier['c']}, and the dip between is this machine's "
+                     f"noise; p50 meanwhile went {earlier['p50']:.1f} -> {rows[-1]['p50']:.1f} ms (Little's law).")
     else:
         lines.append(f"No plateau yet: throughput still grew {last_gain:+.0%} at the last step; this sweep did not "
                      "reach the ceiling.")

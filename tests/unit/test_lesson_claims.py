@@ -239,3 +239,10 @@ def test_reads_slow_alike_with_and_without_a_login_in_flight_did_not_wait_behind
     words = performance.login_tail_verdict({"without logins": _open_run(5, halves=(6, 7)),
                                             "with logins": _login_round(read_ms_during=90, read_ms_else=90)})
     assert "did not wait behind a login" in words and "Reads waited" not in words
+
+
+def test_a_last_step_that_only_climbs_back_to_an_earlier_peak_is_not_called_no_plateau():
+    """Lesson 07's quiet run: 278, 720, 604, 723 req/s at c=1, 4, 16, 64."""
+    words = performance.sweep_verdict([_closed_run(c, rate, p50) for c, rate, p50 in
+                                       ((1, 278, 3.2), (4, 720, 4.5), (16, 604, 20.1), (64, 723, 78.0))])
+    assert "No plateau yet" not in words and "the ceiling was reached by c=4" in words
