@@ -114,7 +114,7 @@ def spread_in_words(spread: pd.DataFrame) -> str:
 
 
 def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 2000.0, service: str = "claims",
-                           seconds_per_round: float = 2.0, concurrency: int = 8,
+                           seconds_per_round: float = 3.0, concurrency: int = 8,
                            strategies: tuple[str, ...] = ("round_robin", "least_outstanding"),
                            settings: Settings | None = None, rounds: int = 4) -> pd.DataFrame:
     """Make ``instance`` slow (its ``delay_ms`` knob), send through each strategy for ``seconds_per_round`` in
@@ -127,7 +127,8 @@ def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 2000.0,
     requests is about (fast latency) / (fast instances x delay): with two fast instances at 10-30 ms on a busy
     machine and a 2 s delay, 0.25-0.75% — under the 1% a p99 can hide. Rounds last a fixed time, not a fixed
     count: round robin, stuck a third of the time behind the delay, sends few requests a second, and its p99 is
-    a slow answer with a few dozen of them; least outstanding sends many, which its p99 needs."""
+    a slow answer with a hundred or so of them; least outstanding sends many, which its p99 needs. A round
+    longer than the delay lets the slow instance finish its first wave and be picked again: the steady state."""
     settings = settings or get_settings()
     record = procs.read_pidfiles(settings.run_dir)[instance]
     with service_client(settings, service) as client:
