@@ -140,10 +140,11 @@ def _fit_titles(fig, titles: dict) -> None:
         return
     fig.draw_without_rendering()
     for ax, text in titled.items():
-        width = 68
-        while ax.title.get_window_extent().width > ax.get_window_extent().width and width > 24:
-            width -= 4
-            ax.set_title(_wrapped_title(text, width))
+        longest = max(len(line) for line in text.split("\n"))
+        for lines in range(2, 6):  # balanced lines: "... past its cache vs from it", not "...\nit"
+            if ax.title.get_window_extent().width <= ax.get_window_extent().width:
+                break
+            ax.set_title(_wrapped_title(text, max(20, -(-longest // lines) + 4)))
             fig.draw_without_rendering()
 
 
