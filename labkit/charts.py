@@ -322,7 +322,7 @@ def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_
     if ax.lines:
         _log_axis(ax.xaxis)
     ax.set_xlabel("latency (ms, log scale)")
-    ax.set_ylabel("share of requests answered within")
+    ax.set_ylabel("share answered within x ms")
     ax.set_ylim(0, 1.01)
     ax.set_title(title)
     return _finish(fig)
