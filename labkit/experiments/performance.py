@@ -410,6 +410,13 @@ def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
             return facts + ("\nThe reads' tail did not move beyond the noise, and the noise is under half a login: "
                             "reads do not wait behind password hashing — it runs in a worker thread "
                             "(asyncio.to_thread in services/auth/routes.py), off the event loop.")
+        if waited is False:
+            return facts + ("\nThe two sides' tails are too noisy to compare here (the halves of one side differ by "
+                            "half a login or more), but the comparison inside the rounds with logins is direct: the "
+                            "reads in flight during a login were not slower than the reads beside them by half a "
+                            "login. They do not wait behind password hashing — it runs in a worker thread "
+                            "(asyncio.to_thread in services/auth/routes.py), off the event loop; what gap there is, "
+                            "is the hashing's CPU, shared with everything else on the machine.")
         return facts + ("\nThis run canNOT tell: the reads' tail moved less than the noise, but the noise itself is "
                         "as large as half a login or more, so a wait behind one login would hide in it. Run the cell "
                         "again, or raise the rounds' length, when the machine is quieter.")

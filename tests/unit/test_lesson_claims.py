@@ -246,3 +246,12 @@ def test_a_last_step_that_only_climbs_back_to_an_earlier_peak_is_not_called_no_p
     words = performance.sweep_verdict([_closed_run(c, rate, p50) for c, rate, p50 in
                                        ((1, 278, 3.2), (4, 720, 4.5), (16, 604, 20.1), (64, 723, 78.0))])
     assert "No plateau yet" not in words and "the ceiling was reached by c=4" in words
+
+
+def test_noisy_tails_are_settled_by_the_reads_beside_a_login_when_there_are_enough():
+    """Lesson 07's final quiet run: p99 112 ms without logins, 49 ms with, halves 107 ms apart, a login 76 ms;
+    inside the rounds with logins, the reads during a login no slower by half a login than the others."""
+    without = _open_run(110, halves=(10, 117))
+    words = performance.login_tail_verdict({"without logins": without,
+                                            "with logins": _login_round(read_ms_during=30, read_ms_else=20)})
+    assert "canNOT" not in words and "too noisy to compare" in words and "do not wait" in words
