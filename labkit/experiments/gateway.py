@@ -180,9 +180,10 @@ def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float | None = None)
 
     The arithmetic behind it: p99 is the slowest 1%, so a strategy's p99 escapes the slow instance only if that
     instance served under 1% of its requests. Round robin sends it a third whatever happens. Least outstanding
-    sends it a request only when it has none in flight, about one per ``delay_ms``: a share of roughly
-    1 / (req/s × delay). When the run does not show the claim, the sentence says which of these failed and
-    the measured facts behind it (requests per second, load average), never a reason it did not measure."""
+    keeps about as many requests in flight there as at each fast instance, and each instance answers its own
+    at its own speed, so the slow one's share is roughly (fast latency) / (fast instances × ``delay_ms``).
+    When the run does not show the claim, the sentence says which of these failed and the measured facts
+    behind it (the fast instances' latency, the load average), never a reason it did not measure."""
     delay_ms = summary.attrs.get("delay_ms", delay_ms)
     ranked = summary.sort_values("p99_ms")
     best, rest = ranked.index[0], ranked.iloc[1:]
@@ -240,8 +241,8 @@ def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float | None = None)
     others = summary.drop(index="least_outstanding")
     if len(others) and (lo["p50_ms"] > 1.25 * others["p50_ms"]).all():  # a quarter higher: not noise
         lines.append(f"Least outstanding's p50 is the higher ({lo['p50_ms']:,.0f} ms against "
-                     f"{others['p50_ms'].min():,.0f} ms): it keeps every request in flight on the fast instances, "
-                     "which then queue, while round robin parks a third of its requests at the slow one, out of the "
+                     f"{others['p50_ms'].min():,.0f} ms): nearly all its requests go to the fast instances, which "
+                     "then queue, while round robin parks a third of its requests at the slow one, out of the "
                      f"fast ones' way (requests per second served: least outstanding {lo['req_per_s']:,.0f}, "
                      + ", ".join(f"{name} {row['req_per_s']:,.0f}" for name, row in others.iterrows()) + ").")
     return "\n".join(lines)
