@@ -255,3 +255,10 @@ def test_noisy_tails_are_settled_by_the_reads_beside_a_login_when_there_are_enou
     words = performance.login_tail_verdict({"without logins": without,
                                             "with logins": _login_round(read_ms_during=30, read_ms_else=20)})
     assert "canNOT" not in words and "too noisy to compare" in words and "do not wait" in words
+
+
+def test_a_higher_p50_for_least_outstanding_is_explained_with_the_served_rates():
+    summary = _slow_summary({"round_robin": 2000.0, "least_outstanding": 60.0}, 0.003)
+    summary.loc["least_outstanding", "p50_ms"] = 30.0
+    words = gateway.slow_instance_in_words(summary)
+    assert "p50 is the higher (30 ms against 13 ms)" in words and "least outstanding 130, round_robin 36" in words
