@@ -104,8 +104,9 @@ def _draws_something(artist) -> bool:
 def _finish(fig, extra_handles: list | None = None, title: str | None = None):
     """The last step of every chart: one legend outside the data, right of the axes, with only the series
     that draw something (plus ``extra_handles``, proxies the chart made itself)."""
-    for ax in fig.axes:  # a long title would run into the legend beside the axes: wrap it
-        ax.set_title("\n".join(textwrap.fill(line, 68) for line in ax.get_title().split("\n")))
+    titles = {ax: ax.get_title() for ax in fig.axes}
+    for ax, text in titles.items():  # a long title would run into the legend beside the axes: wrap it
+        ax.set_title(_wrapped_title(text, 68))
     handles, labels, seen = [], [], set()
     for ax in fig.axes:
         if ax.get_legend():
@@ -122,7 +123,29 @@ def _finish(fig, extra_handles: list | None = None, title: str | None = None):
             labels.append(handle.get_label())
     if handles:
         fig.legend(handles, labels, loc="outside right upper", title=title)
+    _fit_titles(fig, titles)
     return fig
+
+
+def _wrapped_title(text: str, width: int) -> str:
+    """``text`` wrapped at ``width`` characters, its own line breaks kept."""
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _fit_titles(fig, titles: dict) -> None:
+    """Wrap each axes' title (``titles``: as the chart set it) until it is no wider than its axes: centred
+    over the axes, a wider title runs out to the right, up to the legend beside them."""
+    titled = {ax: text for ax, text in titles.items() if text}
+    if not titled:
+        return
+    fig.draw_without_rendering()
+    for ax, text in titled.items():
+        longest = max(len(line) for line in text.split("\n"))
+        for lines in range(2, 6):  # balanced lines: "... past its cache vs from it", not "...\nit"
+            if ax.title.get_window_extent().width <= ax.get_window_extent().width:
+                break
+            ax.set_title(_wrapped_title(text, max(20, -(-longest // lines) + 4)))
+            fig.draw_without_rendering()
 
 
 _INSTANCE_ID = re.compile(r"^(?P<service>[a-z]+)-(?P<port>\d+)-[0-9a-f]+$")
@@ -299,7 +322,7 @@ def latency_cdf(records: pd.DataFrame, by: str = "route", value: str = "latency_
     if ax.lines:
         _log_axis(ax.xaxis)
     ax.set_xlabel("latency (ms, log scale)")
-    ax.set_ylabel("share of requests answered within")
+    ax.set_ylabel("share answered within x ms")
     ax.set_ylim(0, 1.01)
     ax.set_title(title)
     return _finish(fig)
@@ -535,17 +558,28 @@ def requests_per_instance(df: pd.DataFrame):
     return _finish(fig, title="instance")
 
 
-def p99_per_strategy(df: pd.DataFrame, slow_instance: str | None = None):
-    """Lesson 05: p50, p90 and p99 latency per strategy when one instance is slow."""
+def p99_per_strategy(df: pd.DataFrame, slow_instance: str | None = None, slow_id: str | None = None):
+    """Lesson 05: p50, p90 and p99 latency per strategy when one instance is slow, on a log axis (a p50 of
+    15 ms and a p99 of 1,000 ms both readable), each p99 written on its bar. With ``slow_id`` (the slow
+    instance's ``X-Served-By``; default ``df.attrs["slow_instance"]``) each strategy's label says what share
+    of its requests that instance served: the number p99 depends on."""
     table = df.groupby("strategy", sort=False)["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack()
     table.columns = ["p50", "p90", "p99"]
+    slow_id = slow_id or df.attrs.get("slow_instance")
+    if slow_id is not None and "served_by" in df:
+        share = df.groupby("strategy", sort=False)["served_by"].apply(lambda s: (s == slow_id).mean())
+        table.index = [f"{name}\n{share[name]:.1%} to {slow_instance or 'the slow one'}" for name in table.index]
     fig, ax = _figure()
     table.plot.bar(ax=ax, rot=0, color=["tab:blue", "tab:green", "tab:orange"])
+    _log_axis(ax.yaxis)
     for i, value in enumerate(table["p99"]):
-        ax.annotate(f"{value:.0f}", (i + 0.17, value), ha="center", va="bottom", fontsize=8)
-    ax.set_xlabel("balancing strategy")
-    ax.set_ylabel("latency through the gateway (ms)")
-    ax.set_ylim(0, table.to_numpy().max() * 1.12)
+        ax.annotate(f"{value:,.0f} ms", (i + 0.17, value), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel("balancing strategy (and the share of its requests the slow instance served)"
+                  if slow_id is not None and "served_by" in df else "balancing strategy")
+    ax.set_ylabel("latency through the gateway (ms, log)")
+    low, high = max(table.to_numpy().min() * 0.5, 0.1), table.to_numpy().max() * 2.5
+    ax.set_ylim(low, high)
     ax.set_title("One slow instance" + (f" ({slow_instance})" if slow_instance else "") + ": latency per strategy")
     return _finish(fig)
 

@@ -22,7 +22,7 @@ from .. import procs
 from ..auth import gateway_headers, service_client
 from ..coroutines import run_async
 from ..traffic import Request, closed_loop, open_loop
-from . import PATHS
+from . import PATHS, load_average
 
 @contextlib.contextmanager
 def gateway_admin(settings: Settings):
@@ -40,41 +40,54 @@ def set_strategy(settings: Settings, service: str, strategy: str) -> None:
         admin.put("/admin/balancer", json={"service": service, "strategy": strategy}).raise_for_status()
 
 
-async def _closed_loop(settings: Settings, path: str, n: int, concurrency: int) -> list[dict]:
-    """``n`` reads of ``path`` through the gateway, ``concurrency`` at a time (``labkit.traffic``'s closed loop)."""
+async def _closed_loop(settings: Settings, path: str, n: int | None, concurrency: int,
+                       seconds: float | None = None) -> list[dict]:
+    """``n`` reads of ``path`` through the gateway (or as many as ``seconds`` allow), ``concurrency`` at a time
+    (``labkit.traffic``'s closed loop)."""
     read = Request("GET", path)
     async with aiohttp.ClientSession(headers=gateway_headers(settings, ask_the_service=True),
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        traffic = await closed_loop(session, settings.url_of("gateway"), lambda _: read, concurrency, requests=n)
+        traffic = await closed_loop(session, settings.url_of("gateway"), lambda _: read, concurrency, requests=n,
+                                    duration_s=seconds)
     return traffic.records
 
 
 def strategies_side_by_side(service: str = "claims", requests: int = 300, concurrency: int = 8,
                             strategies: tuple[str, ...] = BALANCERS, settings: Settings | None = None,
-                            rounds: int = 1) -> pd.DataFrame:
+                            rounds: int = 1, seconds_per_round: float | None = None) -> pd.DataFrame:
     """``requests`` reads through the gateway per strategy, ``concurrency`` at a time, in ``rounds``
-    alternating rounds (each strategy runs ``requests / rounds`` reads per round, the order rotating), so a
-    burst of load from elsewhere on the machine hits every strategy alike. One row per request: strategy,
-    round, seq (the order it was sent in within its round), first_wave (one of the first ``concurrency`` of its
-    round, sent while every instance was idle), served_by, status, latency_ms. The strategy the gateway had is
-    restored at the end."""
+    alternating rounds (each strategy runs ``requests / rounds`` reads per round — or, with
+    ``seconds_per_round``, sends for that long —, the order rotating: with two strategies A B, B A, A B ...),
+    so a burst of load from elsewhere on the machine hits every strategy alike.
+    One row per request: strategy, round, seq (the order it was sent in within its round), first_wave (one of
+    the first ``concurrency`` of its round, sent while every instance was idle), served_by, status,
+    latency_ms, round_s (how long its round took). The strategy the gateway had is restored at the end.
+    ``df.attrs["load_average"]``: the 1-minute load average read before every round and after the last."""
     settings = settings or get_settings()
     before = current_strategy(settings, service)
-    frames = []
+    frames, load = [], []
     try:
         for round_ in range(rounds):
             shift = round_ % len(strategies)
             for strategy in strategies[shift:] + strategies[:shift]:
                 set_strategy(settings, service, strategy)
-                rows = run_async(_closed_loop(settings, PATHS[service], requests // rounds, concurrency))
+                load.append(load_average())
+                started = time.perf_counter()
+                rows = run_async(_closed_loop(settings, PATHS[service], None if seconds_per_round else requests // rounds,
+                                               concurrency, seconds_per_round))
+                took = time.perf_counter() - started
                 frame = pd.DataFrame(rows).sort_values("seq", ignore_index=True)
-                frames.append(frame.assign(strategy=strategy, round=round_, first_wave=frame["seq"] < concurrency))
+                frames.append(frame.assign(strategy=strategy, round=round_, first_wave=frame["seq"] < concurrency,
+                                           round_s=took))
+        load.append(load_average())
     finally:
         set_strategy(settings, service, before)
     order = {s: i for i, s in enumerate(strategies)}
     both = pd.concat(frames, ignore_index=True)
-    return both.sort_values(["strategy", "round", "seq"], key=lambda c: c.map(order) if c.name == "strategy" else c,
+    both = both.sort_values(["strategy", "round", "seq"], key=lambda c: c.map(order) if c.name == "strategy" else c,
                             ignore_index=True)
+    both.attrs["load_average"] = [value for value in load if value is not None]
+    return both
 
 
 def spread_in_words(spread: pd.DataFrame) -> str:
@@ -100,12 +113,22 @@ def spread_in_words(spread: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 30.0, service: str = "claims",
-                           requests: int = 300, concurrency: int = 8,
-                           strategies: tuple[str, ...] = ("round_robin", "random", "least_outstanding"),
-                           settings: Settings | None = None, rounds: int = 3) -> pd.DataFrame:
-    """Make ``instance`` slow (its ``delay_ms`` knob), run every strategy in alternating rounds, put the knob
-    back. ``df.attrs["slow_instance"]``: the slow instance's id (what ``X-Served-By`` says)."""
+def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 2000.0, service: str = "claims",
+                           seconds_per_round: float = 3.0, concurrency: int = 8,
+                           strategies: tuple[str, ...] = ("round_robin", "least_outstanding"),
+                           settings: Settings | None = None, rounds: int = 4) -> pd.DataFrame:
+    """Make ``instance`` slow (its ``delay_ms`` knob), send through each strategy for ``seconds_per_round`` in
+    alternating rounds (A B, B A, ...: ``strategies_side_by_side``), put the knob back. ``df.attrs``:
+    ``slow_instance`` (the slow instance's id, what ``X-Served-By`` says), ``delay_ms``, ``load_average`` (read
+    around every round), ``cores``.
+
+    Why these sizes: least outstanding keeps about as many requests in flight at the slow instance as at each
+    fast one, and each instance answers its in-flight requests at its own speed, so the slow one's share of the
+    requests is about (fast latency) / (fast instances x delay): with two fast instances at 10-30 ms on a busy
+    machine and a 2 s delay, 0.25-0.75% — under the 1% a p99 can hide. Rounds last a fixed time, not a fixed
+    count: round robin, stuck a third of the time behind the delay, sends few requests a second, and its p99 is
+    a slow answer with a hundred or so of them; least outstanding sends many, which its p99 needs. A round
+    longer than the delay lets the slow instance finish its first wave and be picked again: the steady state."""
     settings = settings or get_settings()
     record = procs.read_pidfiles(settings.run_dir)[instance]
     with service_client(settings, service) as client:
@@ -114,73 +137,114 @@ def with_one_slow_instance(instance: str = "claims#2", delay_ms: float = 30.0, s
         before = client.get("/admin/knobs").json()["delay_ms"]
         client.put("/admin/knobs", json={"delay_ms": delay_ms}).raise_for_status()
         try:
-            df = strategies_side_by_side(service, requests, concurrency, strategies, settings, rounds)
+            df = strategies_side_by_side(service, 0, concurrency, strategies, settings, rounds,
+                                         seconds_per_round=seconds_per_round)
         finally:
             client.put("/admin/knobs", json={"delay_ms": before}).raise_for_status()
-    df.attrs["slow_instance"] = slow_id
+    df.attrs.update(slow_instance=slow_id, delay_ms=delay_ms, cores=os.cpu_count() or 1)
     return df
 
 
 def slow_instance_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy, steady state (first waves left out): p50/p90/p99, the share of requests the slow
-    instance served, and the median latency of the requests the other instances served."""
+    """Per strategy, steady state (first waves left out): how many requests, p50/p90/p99, how many and what
+    share the slow instance served, the median latency of the requests the other instances served, what the
+    slow instance got of the first waves, and the requests per second the lab served in that strategy's rounds.
+    ``summary.attrs`` carries the run's ``slow_instance``, ``delay_ms``, ``load_average`` and ``cores``."""
     slow_id, steady = df.attrs["slow_instance"], df[~df["first_wave"]]
     by = steady.groupby("strategy", sort=False)
-    summary = by["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack().round(1)
-    summary.columns = ["p50_ms", "p90_ms", "p99_ms"]
-    summary["share_to_slow"] = by["served_by"].apply(lambda s: (s == slow_id).mean()).round(3)
+    summary = pd.DataFrame({"requests": by.size()})
+    quantiles = by["latency_ms"].quantile([0.5, 0.9, 0.99]).unstack().round(1)
+    summary[["p50_ms", "p90_ms", "p99_ms"]] = quantiles.to_numpy()
+    summary["to_slow"] = by["served_by"].apply(lambda s: int((s == slow_id).sum()))
+    summary["share_to_slow"] = (summary["to_slow"] / summary["requests"]).round(4)
     summary["fast_ones_p50_ms"] = steady[steady["served_by"] != slow_id].groupby("strategy", sort=False)[
         "latency_ms"].median().round(1)
     summary["first_wave_to_slow"] = df[df["first_wave"]].groupby("strategy", sort=False)["served_by"].apply(
         lambda s: f"{(s == slow_id).sum()} of {len(s)}")
+    rounds = df.groupby(["strategy", "round"], sort=False).agg(n=("seq", "size"), took=("round_s", "first"))
+    per_strategy = rounds.groupby(level="strategy", sort=False).sum()
+    summary["req_per_s"] = (per_strategy["n"] / per_strategy["took"]).round(0)
+    summary.attrs = {key: df.attrs[key] for key in ("slow_instance", "delay_ms", "load_average", "cores")
+                     if key in df.attrs}
+    summary.attrs["fast_instances"] = int(df.loc[df["served_by"] != slow_id, "served_by"].nunique())
     return summary
 
 
-def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float) -> str:
-    """Lesson 05's claim — least outstanding wins at p99 with one slow instance — checked against the run.
+#: Fewer steady-state requests than this and a p99 is one of the slowest two answers: too few to compare.
+ENOUGH_FOR_P99 = 200
 
-    The arithmetic behind it: p99 is the slowest 1%, so a strategy's p99 escapes the slow instance only if
-    that instance served under 1% of its requests. Least outstanding sends it a request only when its queue
-    is as short as the fast instances', so its share is roughly (fast latency) / (slow latency): small when
-    the fast instances are fast, larger on a busy machine where they are slow too."""
-    lo, winner = summary.loc["least_outstanding"], summary["p99_ms"].idxmin()
-    others = summary.drop(index="least_outstanding")
-    lines = [f"Lowest p99: {winner} ({summary.loc[winner, 'p99_ms']:.0f} ms). Least outstanding: p99 "
-             f"{lo['p99_ms']:.0f} ms, p50 {lo['p50_ms']:.0f} ms, {lo['share_to_slow']:.1%} of its requests to the "
-             f"slow instance; round robin: p99 {summary.loc['round_robin', 'p99_ms']:.0f} ms, p50 "
-             f"{summary.loc['round_robin', 'p50_ms']:.0f} ms, {summary.loc['round_robin', 'share_to_slow']:.0%}."]
-    if winner == "least_outstanding" and lo["share_to_slow"] < 0.01:
-        lines.append("As the prose says: least outstanding sent the slow instance under 1% of its requests, so "
-                     "none of the slowest 1% had to be the slow instance's.")
-    elif winner == "least_outstanding" and lo["p99_ms"] < 0.8 * others["p99_ms"].min():
-        best_other = others["p99_ms"].idxmin()
-        lines.append(f"Least outstanding won at p99 by {others['p99_ms'].min() - lo['p99_ms']:.0f} ms, though not "
-                     f"the way the prose means: it sent the slow instance {lo['share_to_slow']:.1%} of its requests "
-                     f"(over 1%), so its p99 is still one slow answer (about the {delay_ms:.0f} ms delay plus the "
-                     f"fast ones' time). {best_other}'s p99 ({others['p99_ms'].min():.0f} ms) is more than that: its "
-                     "requests queued behind each other at the slow instance, and least outstanding sends the slow "
-                     "instance nothing while it is busy. On a busy machine the fast instances are slow too (median "
-                     f"{lo['fast_ones_p50_ms']:.0f} ms here), which keeps the slow one's share over 1%.")
-    elif winner == "least_outstanding":
-        margin = others["p99_ms"].min() - lo["p99_ms"]
-        lines.append(f"Least outstanding had the lowest p99, but it sent the slow instance {lo['share_to_slow']:.1%} "
-                     f"of its requests (over 1%), so its p99, like the others', is a slow answer: {margin:.0f} ms "
-                     "ahead is a tie within noise, not the win the prose means. On a busy machine the fast "
-                     f"instances are slow too (median {lo['fast_ones_p50_ms']:.0f} ms here), so the slow one's "
-                     "queue is often no longer than theirs; run it again when the machine is quiet.")
+
+def slow_instance_in_words(summary: pd.DataFrame, delay_ms: float | None = None) -> str:
+    """Lesson 05's claim — with one slow instance, least outstanding has the lower p99 — checked against the
+    run, every figure from ``slow_instance_summary``.
+
+    The arithmetic behind it: p99 is the slowest 1%, so a strategy's p99 escapes the slow instance only if that
+    instance served under 1% of its requests. Round robin sends it a third whatever happens. Least outstanding
+    keeps about as many requests in flight there as at each fast instance, and each instance answers its own
+    at its own speed, so the slow one's share is roughly (fast latency) / (fast instances × ``delay_ms``).
+    When the run does not show the claim, the sentence says which of these failed and the measured facts
+    behind it (the fast instances' latency, the load average), never a reason it did not measure."""
+    delay_ms = summary.attrs.get("delay_ms", delay_ms)
+    ranked = summary.sort_values("p99_ms")
+    best, rest = ranked.index[0], ranked.iloc[1:]
+    lines = []
+    if len(rest):
+        runner_up = rest.index[0]
+        gap = rest.iloc[0]["p99_ms"] - ranked.iloc[0]["p99_ms"]
+        ratio = rest.iloc[0]["p99_ms"] / max(ranked.iloc[0]["p99_ms"], 0.1)
+        lines.append(f"Lower p99: {best}, {ranked.iloc[0]['p99_ms']:,.0f} ms against {runner_up}'s "
+                     f"{rest.iloc[0]['p99_ms']:,.0f} ms ({gap:,.0f} ms lower, {ratio:.1f}x).")
+    lines.append("Share of the steady-state requests the slow instance served: " + "; ".join(
+        f"{name} {row['share_to_slow']:.1%} ({row['to_slow']:.0f} of {row['requests']:.0f})"
+        for name, row in summary.iterrows()) + ".")
+    load = summary.attrs.get("load_average") or []
+    cores = summary.attrs.get("cores", os.cpu_count() or 1)
+    load_words = (f"load average {min(load):.1f} to {max(load):.1f} on {cores} cores during the run"
+                  if load else "load average not available on this system")
+    busy = bool(load) and max(load) > cores
+    if "least_outstanding" not in summary.index:
+        return "\n".join(lines + [f"({load_words}.)"])
+
+    lo = summary.loc["least_outstanding"]
+    too_few = ["least_outstanding"] if lo["requests"] < ENOUGH_FOR_P99 else []
+    shown = best == "least_outstanding" and lo["share_to_slow"] < 0.01 and not too_few
+    if shown:
+        lines.append(f"As the lesson says: least outstanding sent the slow instance under 1% of its requests, so its "
+                     f"slowest 1% were answered by the fast instances; "
+                     + (f"the others sent it {summary.drop(index='least_outstanding')['share_to_slow'].min():.0%} or "
+                        "more, so their p99 is a slow answer"
+                        + (f" (the {delay_ms:,.0f} ms delay and more)." if delay_ms else ".")
+                        if len(summary) > 1 else "")
+                     + f" ({load_words}.)")
     else:
-        lines.append(f"This run did NOT show least outstanding winning at p99. It sent the slow instance "
-                     f"{lo['share_to_slow']:.1%} of its requests — over 1%, so its p99 is still a slow answer.")
-        lines.append(f"Why so many: the fast instances answered in {lo['fast_ones_p50_ms']:.0f} ms (median) "
-                     f"against the slow one's {delay_ms:.0f} ms extra, so its queue was often no longer than "
-                     "theirs. On a busy machine (other processes on the cores) the fast ones slow down and the "
-                     "slow one's share grows; run it again when the machine is quiet.")
-    if (lo["p90_ms"] < others["p90_ms"]).all():
-        lines.append(f"At p90 least outstanding did win: {lo['p90_ms']:.0f} ms vs "
-                     f"{others['p90_ms'].min():.0f} ms at best for the others.")
-    if (lo["p50_ms"] > others["p50_ms"]).all():
-        lines.append("Its p50 is the highest: it piles the requests in flight onto the fast instances, which "
-                     "then queue; round robin leaves many of them waiting at the slow one instead.")
+        lines.append("This run did NOT show least outstanding with the lower p99 and under 1% of its requests to "
+                     "the slow instance. What was measured:")
+        if too_few:
+            lines.append(f"- too few steady-state requests for a p99 ({', '.join(too_few)}: under {ENOUGH_FOR_P99}); "
+                         "raise SLOW_SECONDS.")
+        if lo["share_to_slow"] >= 0.01:
+            fast = summary.attrs.get("fast_instances") or 2
+            expected = (f" With the fast instances answering in {lo['fast_ones_p50_ms']:,.0f} ms (median) and the slow "
+                        f"one {delay_ms:,.0f} ms later, about {lo['fast_ones_p50_ms'] / (fast * delay_ms):.1%} was to "
+                        "be expected: (fast latency) / (fast instances x delay)." if delay_ms else "")
+            lines.append(f"- least outstanding sent the slow instance {lo['share_to_slow']:.1%} of its requests, over "
+                         f"1%, so its p99 is a slow answer.{expected} {load_words[0].upper() + load_words[1:]}"
+                         + (": other processes wanted more cores than there are, so the fast instances answered "
+                            "slower and the slow one's share grew." if busy else "."))
+        elif best != "least_outstanding":
+            lines.append(f"- least outstanding kept the slow instance under 1% ({lo['share_to_slow']:.1%}), yet its "
+                         f"p99 ({lo['p99_ms']:,.0f} ms) was not the lowest: its slowest 1% were fast-instance answers "
+                         f"that waited that long (median of the fast ones {lo['fast_ones_p50_ms']:,.0f} ms); "
+                         f"{load_words}.")
+        else:
+            lines.append(f"- ({load_words}.)")
+    others = summary.drop(index="least_outstanding")
+    if len(others) and (lo["p50_ms"] > 1.25 * others["p50_ms"]).all():  # a quarter higher: not noise
+        lines.append(f"Least outstanding's p50 is the higher ({lo['p50_ms']:,.0f} ms against "
+                     f"{others['p50_ms'].min():,.0f} ms): nearly all its requests go to the fast instances, which "
+                     "then queue, while round robin parks a third of its requests at the slow one, out of the "
+                     f"fast ones' way (requests per second served: least outstanding {lo['req_per_s']:,.0f}, "
+                     + ", ".join(f"{name} {row['req_per_s']:,.0f}" for name, row in others.iterrows()) + ").")
     return "\n".join(lines)
 
 
@@ -198,12 +262,14 @@ def cache_answers_in_words(cached: pd.DataFrame) -> str:
         wide = high > 2 * low
         parts.append(f"The HITs took {low:.1f} ms (p10) to {high:.1f} ms (p90): a {high / low:.1f}x spread for "
                      "the very same answer from the gateway's memory, with no MISS among them"
-                     + (" — a wide histogram." if wide else " — a narrow histogram, one hump."))
+                     + (" — a wide histogram." if wide else
+                        f" — a narrow spread: {(high - low):.1f} ms from p10 to p90, so any humps the histogram shows "
+                        "lie that close together, all of them HITs."))
     try:
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         parts.append(f"Load average {load:.1f} on {cores} cores: " + (
             ("a HIT often waits for a core; those waits widened its histogram (or made a second, slower hump)."
-             if wide else "busy, yet the HITs in this run seldom waited for a core.") if load > cores else
+             if wide else "busy, yet the HITs' spread stayed narrow.") if load > cores else
             "a quiet machine, so a HIT should rarely wait for a core."))
     except OSError:
         pass

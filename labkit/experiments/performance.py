@@ -24,6 +24,7 @@ from services.core.settings import Settings, get_settings
 from .. import redis_server
 from ..auth import ServiceAuth
 from ..load import LoadResult, run_load
+from . import load_average
 
 
 def empty_caches(settings: Settings | None = None) -> int:
@@ -254,6 +255,11 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
         lines.append(f"Plateau: going from c={rows[-2]['c']} to c={rows[-1]['c']} added {last_gain:+.0%} throughput "
                      f"while p50 went {rows[-2]['p50']:.1f} -> {rows[-1]['p50']:.1f} ms: the lab is saturated, "
                      "more connections only queue (Little's law).")
+    elif (earlier := max(rows[:-1], key=lambda row: row["req_s"]))["req_s"] * (1 + flat) >= rows[-1]["req_s"]:
+        lines.append(f"Throughput grew {last_gain:+.0%} at the last step, but only back to where it was at "
+                     f"c={earlier['c']} ({earlier['req_s']:,.0f} -> {rows[-1]['req_s']:,.0f} req/s, within "
+                     f"{flat:.0%}): the ceiling was reached by c={earlier['c']}, and the dip between is this machine's "
+                     f"noise; p50 meanwhile went {earlier['p50']:.1f} -> {rows[-1]['p50']:.1f} ms (Little's law).")
     else:
         lines.append(f"No plateau yet: throughput still grew {last_gain:+.0%} at the last step; this sweep did not "
                      "reach the ceiling.")
@@ -275,50 +281,180 @@ def sweep_verdict(sweep: list[LoadResult], flat: float = 0.10) -> str:
     return "\n".join(lines)
 
 
-def with_and_without_logins(rate: float, concurrency: int, seconds: float, logins_per_s: float = 2,
-                            settings: Settings | None = None) -> dict[str, LoadResult]:
-    """The same reads at the same open-loop ``rate``, without and with ``logins_per_s`` logins among them, in
-    rounds A B B A (``seconds`` each), each side's two rounds pooled. Two logins a second are enough to see
-    whether reads wait behind them, and too few for the hashing itself to take the machine's cores."""
-    reads = {"read_policy": 4, "read_customer": 3, "read_claim": 3}
+#: The reads of the login comparison, and the login mix built on them (same reads, in the same proportions).
+TAIL_READS = {"read_policy": 4, "read_customer": 3, "read_claim": 3}
+
+
+def _login_mixes(rate: float, logins_per_s: float) -> dict[str, dict[str, float]]:
     per_login = max(1.0, rate / logins_per_s - 1)
-    mixes = {"without logins": reads,
-             "with logins": {**{op: w * per_login / sum(reads.values()) for op, w in reads.items()}, "login": 1}}
-    rounds: dict[str, list[LoadResult]] = {side: [] for side in mixes}
-    for side in ("without logins", "with logins", "with logins", "without logins"):
-        rounds[side].append(run_load(mode="open", rate=rate, concurrency=concurrency, duration=seconds,
-                                     mix=mixes[side], progress=False, save=False, settings=settings))
-    return {side: LoadResult(pd.concat([r.records for r in results], ignore_index=True),
-                             {**results[0].meta, "percentiles_refused": any(r.percentiles_refused for r in results),
-                              "on_schedule": min(r.meta["on_schedule"] for r in results)})
-            for side, results in rounds.items()}
+    return {"without logins": TAIL_READS,
+            "with logins": {**{op: w * per_login / sum(TAIL_READS.values()) for op, w in TAIL_READS.items()},
+                            "login": 1}}
+
+
+def with_and_without_logins(rate: float, concurrency: int, seconds: float, logins_per_s: float = 2,
+                            rounds: int = 8, settings: Settings | None = None) -> dict[str, LoadResult]:
+    """The same reads at the same open-loop ``rate``, without and with ``logins_per_s`` logins among them.
+
+    Like with like, because a first run that meets cold caches looks slow by itself (a run of lesson 07 once
+    printed the reads' p99 97 ms without logins and 10 ms with: the rounds without logins went first and
+    alone read ids nobody had cached yet — every round sends the same seeded ids):
+
+    * one warm-up round of each side first, not recorded: every recorded round finds the ids it reads cached
+      and its connections open (each side's hit rate is kept to show it);
+    * ``rounds`` rounds of ``seconds``, alternating A B B A A B B A, so a machine that gets busier weighs on
+      both sides; each side's rounds pooled. ``meta["halves_p99_ms"]``: the reads' p99 of the first and the
+      second half of that side's rounds, the noise yardstick (nothing changed between them);
+      ``meta["load_average"]``: the 1-minute load average read before every round and after the last.
+
+    Two logins a second are enough to see whether reads wait behind them, and too few for the hashing itself to
+    take the machine's cores."""
+    mixes = _login_mixes(rate, logins_per_s)
+
+    def one_round(side: str) -> LoadResult:
+        return run_load(mode="open", rate=rate, concurrency=concurrency, duration=seconds, mix=mixes[side],
+                        progress=False, save=False, settings=settings)
+
+    for side in mixes:  # warm-up: caches and connections, not recorded
+        one_round(side)
+    order = [("without logins", "with logins", "with logins", "without logins")[i % 4] for i in range(max(rounds, 2))]
+    results: dict[str, list[LoadResult]] = {side: [] for side in mixes}
+    load = []
+    for number, side in enumerate(order):
+        load.append(load_average())
+        result = one_round(side)
+        result.records["round"] = number  # each round's clock starts at 0: keep which round a record is from
+        results[side].append(result)
+    load.append(load_average())
+
+    def reads_p99(part: list[LoadResult]) -> float:
+        return _reads(pd.concat([r.records for r in part], ignore_index=True)).quantile(0.99)
+
+    out = {}
+    for side, side_rounds in results.items():
+        half = max(len(side_rounds) // 2, 1)
+        halves = [reads_p99(side_rounds[:half]), reads_p99(side_rounds[half:])] if len(side_rounds) > 1 else []
+        out[side] = LoadResult(pd.concat([r.records for r in side_rounds], ignore_index=True), {
+            **side_rounds[0].meta, "rounds": len(side_rounds),
+            "percentiles_refused": any(r.percentiles_refused for r in side_rounds),
+            "on_schedule": min(r.meta["on_schedule"] for r in side_rounds),
+            "halves_p99_ms": halves, "load_average": [v for v in load if v is not None],
+            "cores": os.cpu_count() or 1})
+    return out
+
+
+def _ok(records: pd.DataFrame) -> pd.DataFrame:
+    return records[records["status"].between(200, 399)]
+
+
+def _reads(records: pd.DataFrame) -> pd.Series:
+    """The latencies of the answered reads (GET routes) among ``records``."""
+    ok = _ok(records)
+    return ok.loc[ok["route"].str.startswith("GET "), "latency_ms"]
 
 
 def login_tail_verdict(runs: dict[str, LoadResult]) -> str:
     """Do reads wait behind a login (password hashing on the event loop)? Compared like with like: the reads'
-    p99 with logins among them against the same reads without, beside how long one login takes."""
+    p99 with logins among them against the same reads without, beside how long one login takes and beside the
+    noise — how far the two halves of one side's rounds landed apart with nothing changed between them.
+    A difference inside the noise is not an effect; a noise as large as a login means the run cannot tell."""
     refused = [side for side, result in runs.items() if result.percentiles_refused]
     if refused:
         return (f"The runs {' and '.join(refused)} fell behind their schedule: their latencies include waiting to be "
                 "sent, so they cannot answer it. Run the cell again, or lower the rate.")
-
-    def ok(side):
-        records = runs[side].records
-        return records[records["status"].between(200, 399)]
-
-    reads = {side: ok(side).loc[lambda r: r["route"].str.startswith("GET "), "latency_ms"] for side in runs}
-    logins = ok("with logins").loc[lambda r: r["route"] == "POST /api/auth/login", "latency_ms"]
+    reads = {side: _reads(result.records) for side, result in runs.items()}
+    login_ok = _ok(runs["with logins"].records)
+    logins = login_ok.loc[login_ok["route"] == "POST /api/auth/login", "latency_ms"]
     if len(logins) < 5 or min(len(r) for r in reads.values()) < 100:
         return (f"Not enough data in this run to compare ({len(logins)} logins, "
                 f"{min(len(r) for r in reads.values())} reads on the smaller side): raise DURATION to see it.")
     without, with_ = reads["without logins"].quantile(0.99), reads["with logins"].quantile(0.99)
     login_p50, growth = logins.median(), with_ - without
-    text = (f"reads' p99 without logins {without:.1f} ms, with logins {with_:.1f} ms ({growth:+.1f} ms); one login "
-            f"takes {login_p50:.1f} ms (p50 of {len(logins)}). ")
+    halves = {side: result.meta.get("halves_p99_ms") or [] for side, result in runs.items()}
+    noise = max((abs(h[0] - h[1]) for h in halves.values() if len(h) == 2), default=0.0)
+    hits = {side: _hit_rate_of(result.records) for side, result in runs.items()}
+    load = runs["with logins"].meta.get("load_average") or []
+    cores = runs["with logins"].meta.get("cores") or os.cpu_count() or 1
+    facts = (f"reads' p99 without logins {without:.1f} ms ({len(reads['without logins'])} reads), with logins "
+             f"{with_:.1f} ms ({len(reads['with logins'])} reads): {growth:+.1f} ms; one login takes "
+             f"{login_p50:.1f} ms (p50 of {len(logins)}). Noise: the two halves of one side's rounds, with nothing "
+             f"changed between them, differed by up to {noise:.1f} ms. Cache hit rate of the reads: "
+             + ", ".join(f"{side} {rate:.0%}" for side, rate in hits.items())
+             + (f"; load average {min(load):.1f} to {max(load):.1f} on {cores} cores." if load else "."))
+    overlap = _reads_during_logins(runs["with logins"].records)
+    if overlap is not None:
+        during, others = overlap
+        facts += (f"\nIn the rounds with logins, the reads in flight while a login was being answered: p90 "
+                  f"{during.quantile(0.9):.1f} ms ({len(during)} reads); the other reads: p90 "
+                  f"{others.quantile(0.9):.1f} ms ({len(others)}).")
+        waited = bool(during.quantile(0.9) - others.quantile(0.9) >= 0.5 * login_p50)
+    else:
+        waited = None
+    if growth < -noise:
+        return facts + ("\nThis run did NOT show what was expected: the reads were FASTER with logins among them, by "
+                        "more than the noise. Logins cannot speed reads up, so something else differed between the "
+                        "sides — compare their hit rates and the load average above — run the cell again.")
+    busy = bool(load) and max(load) > cores
+    if waited:
+        if busy:
+            return facts + ("\nThe reads in flight during a login were slower than the others by more than half a "
+                            "login. On a machine this busy (load average above the core count) this run canNOT tell "
+                            "the two causes apart: reads queued behind the hashing on the event loop, or the "
+                            "hashing's CPU (tens of ms per login) took a core they were waiting for. Run the cell "
+                            "again when the machine is quieter: if they still are, the hashing blocks the loop.")
+        return facts + ("\nReads waited behind logins: the ones in flight during a login were slower than the others "
+                        "by more than half a login, on a machine that was not overloaded — the hashing is holding up "
+                        "the event loop.")
+    if abs(growth) <= noise:
+        if noise < 0.5 * login_p50:
+            return facts + ("\nThe reads' tail did not move beyond the noise, and the noise is under half a login: "
+                            "reads do not wait behind password hashing — it runs in a worker thread "
+                            "(asyncio.to_thread in services/auth/routes.py), off the event loop.")
+        if waited is False:
+            return facts + ("\nThe two sides' tails are too noisy to compare here (the halves of one side differ by "
+                            "half a login or more), but the comparison inside the rounds with logins is direct: the "
+                            "reads in flight during a login were not slower than the reads beside them by half a "
+                            "login. They do not wait behind password hashing — it runs in a worker thread "
+                            "(asyncio.to_thread in services/auth/routes.py), off the event loop; what gap there is, "
+                            "is the hashing's CPU, shared with everything else on the machine.")
+        return facts + ("\nThis run canNOT tell: the reads' tail moved less than the noise, but the noise itself is "
+                        "as large as half a login or more, so a wait behind one login would hide in it. Run the cell "
+                        "again, or raise the rounds' length, when the machine is quieter.")
     if growth < 0.5 * login_p50:
-        return text + (f"Adding logins moved the reads' tail by {max(growth, 0) / login_p50:.0%} of one login — less "
-                       "than half: the reads do not wait behind password hashing — it runs in a worker thread "
-                       "(asyncio.to_thread in services/auth/routes.py), off the event loop. What growth there is, is "
-                       "the hashing's CPU, shared with everything else on the machine.")
-    return text + ("The reads' tail grew by about a login: either reads waited behind password hashing, or the "
-                   "machine got busier during the runs with logins: run the cell again.")
+        return facts + (f"\nAdding logins moved the reads' tail by {growth / login_p50:.0%} of one login — beyond the "
+                        "noise but less than half a login: the reads do not wait behind password hashing (it runs "
+                        "in a worker thread, asyncio.to_thread in services/auth/routes.py); what growth there is, "
+                        "is the hashing's CPU, shared with everything else on the machine.")
+    if waited is False:
+        return facts + ("\nThe reads' tail grew by half a login or more, beyond the noise — but the reads in flight "
+                        "during a login were not slower by that much than the others: the tail grew for every read "
+                        "alike, so they did not wait behind a login. The hashing's CPU (tens of ms per login) and "
+                        "whatever else ran on the machine (load average above) slowed everything.")
+    return facts + ("\nThe reads' tail grew by about a login, beyond the noise: either reads waited behind password "
+                    "hashing, or the machine got busier during the runs with logins (too few reads overlapped a "
+                    "login to tell them apart).")
+
+
+def _reads_during_logins(records: pd.DataFrame, at_least: int = 20) -> tuple[pd.Series, pd.Series] | None:
+    """The latencies of the reads that were in flight while a login of the same round was being answered, and
+    of the other reads; None when fewer than ``at_least`` reads fall on either side (or rounds are unknown)."""
+    if "round" not in records or "start_s" not in records:
+        return None
+    ok = _ok(records).assign(end_s=lambda r: r["start_s"] + r["service_ms"] / 1000)
+    logins = ok[ok["route"] == "POST /api/auth/login"]
+    reads = ok[ok["route"].str.startswith("GET ")]
+    during = pd.Series(False, index=reads.index)
+    for _, login in logins.iterrows():
+        during |= ((reads["round"] == login["round"]) & (reads["start_s"] < login["end_s"])
+                   & (reads["end_s"] > login["start_s"]))
+    if min(during.sum(), (~during).sum()) < at_least:
+        return None
+    return reads.loc[during, "latency_ms"], reads.loc[~during, "latency_ms"]
+
+
+def _hit_rate_of(records: pd.DataFrame) -> float:
+    if "x_cache" not in records:
+        return float("nan")
+    cached = _ok(records)["x_cache"].astype(str).str.upper()
+    carrying = cached[cached.isin(["HIT", "MISS"])]
+    return float((carrying == "HIT").mean()) if len(carrying) else float("nan")

@@ -182,6 +182,8 @@ def _trace(redis: bool = False):
 
 SAMPLES = {
     "latency_distribution": lambda: charts.latency_distribution(_two_groups()),
+    "latency_distribution_long_title": lambda: charts.latency_distribution(  # lesson 00's: once ran into the legend
+        _two_groups(), title="GET one policy: straight to the service, through the gateway, from its copy"),
     "percentile_table": lambda: charts.percentile_table(_two_groups()),
     "instance_label": lambda: charts.instance_label("claims-44547-9052", {44547: "claims#3"}),
     "session_ttl_timeline": lambda: charts.session_ttl_timeline(pd.DataFrame(
@@ -234,9 +236,17 @@ SAMPLES = {
         [{"strategy": s, "served_by": f"claims-4100{i}-ab{i}"} for s in ("round_robin", "random", "least_connections")
          for i in (1, 2, 3) for _ in range(int(RNG.integers(20, 40)))])),
     "p99_per_strategy": lambda: charts.p99_per_strategy(pd.DataFrame(
-        [{"strategy": s, "latency_ms": float(x)} for s, m in (("round_robin", 12), ("least_connections", 5),
-                                                              ("weighted", 8)) for x in _latencies(100, m)]),
-        slow_instance="claims#2"),
+        [{"strategy": s, "latency_ms": float(x), "served_by": f"claims-4100{1 + i % 3}-ab"}
+         for s, m in (("round_robin", 12), ("least_connections", 5), ("weighted", 8))
+         for i, x in enumerate(_latencies(100, m))]),
+        slow_instance="claims#2", slow_id="claims-41002-ab"),
+    "p99_per_strategy_one_slow_second": lambda: charts.p99_per_strategy(pd.DataFrame(
+        [{"strategy": "round_robin", "latency_ms": 1000.0 + x if i % 3 == 1 else x, "served_by": f"claims-4100{1 + i % 3}-ab"}
+         for i, x in enumerate(_latencies(300, 12))]
+        + [{"strategy": "least_outstanding", "latency_ms": 1000.0 + x if i == 5 else 2 * x,
+            "served_by": "claims-41002-ab" if i == 5 else f"claims-4100{1 + 2 * (i % 2)}-ab"}
+           for i, x in enumerate(_latencies(300, 12))]),
+        slow_instance="claims#2", slow_id="claims-41002-ab"),
     "rate_limit_over_time": lambda: charts.rate_limit_over_time(pd.DataFrame(
         {"t_s": np.arange(0, 4, 0.02), "allowed": [i % 50 < 20 for i in range(200)]}), limit=20),
     "stale_vs_hit_rate": lambda: charts.stale_vs_hit_rate(_coherence_summary()),
@@ -360,6 +370,9 @@ def readability_problems(fig: Figure) -> list[str]:
     for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
         if _shrunk(box_a).overlaps(_shrunk(box_b)):
             problems.append(f"texts overlap: {a.get_text()!r} and {b.get_text()!r}")
+    for ax in fig.axes:  # a title wider than its axes runs out towards the legend beside them
+        if ax.get_title() and ax.title.get_window_extent(renderer).width > ax.get_window_extent(renderer).width + 1:
+            problems.append(f"title wider than its axes: {ax.get_title()!r}")
     for legend in _legends(fig):
         box = _shrunk(legend.get_window_extent(renderer), 0.5)
         for ax in fig.axes:
