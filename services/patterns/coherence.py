@@ -26,7 +26,8 @@ entity (``services/platform/service_cache.py`` passes the lab's ``LAB_CACHE_COHE
   a probability that grows as it nears: recompute when ``now - delta * beta * ln(rand()) >= expiry``, where
   ``delta`` is how long the last recomputation took. No lock, no waiting; usually one early reload.
 
-Every multi-key step touches the keys of one entity only, which share a hash tag: Redis Cluster ready.
+Every multi-key step (a script) touches the keys of one entity only, which share a hash tag: Redis Cluster
+ready. A write's pipeline may reach several entities; a cluster client splits a pipeline per node.
 """
 
 from __future__ import annotations
