@@ -18,8 +18,7 @@ entity (``services/platform/service_cache.py`` passes the lab's ``LAB_CACHE_COHE
   *generation token*: the writer bumps ``lab:cache-gen:…`` and deletes the copy in one Lua script
   (``BUMP_GENERATION``); the reader reads the generation before it loads and fills only if it is unchanged,
   checked and set in ONE Lua script (``FILL_IF_GENERATION``), so no write can slip between the check and
-  the SET. (Memcache's
-  "leases", Nishtala et al., NSDI 2013, are the same idea.)
+  the SET. (Memcache's "leases", Nishtala et al., NSDI 2013, are the same idea.)
 * **Stampede**: when a hot copy expires, every reader misses at once and all of them load the same row.
   ``single_flight_read`` lets one reader (the holder of a ``SET NX PX`` lock) reload while the others wait
   for its copy; ``xfetch_read`` (Vattani et al., VLDB 2015) lets a reader recompute *before* the expiry with
