@@ -245,11 +245,18 @@ async def make_copies_follow(r: Redis, entity: CachedEntity, strategy: str, new_
     """
     tag_keys = [keys.cache_tags(e) for e in (entity.entity_id, *parents)]
     pipe = r.pipeline(transaction=False)  # a cluster client splits it per node; each step is one slot
-    if strategy in ("delete_with_token", "versioned_keys"):  # EVAL with the text: a cluster pipeline refuses EVALSHA
-        copy = [entity.key] if strategy == "delete_with_token" else []
-        pipe.eval(BUMP_GENERATION, 1 + len(copy), entity.generation, *copy, GENERATION_TTL_MS)
-    elif strategy == "write_through" and new_value is not None:
+    own: list[str] = []  # the entity's copy, when the writer's step deletes it
+    # (EVAL with the script's text: a cluster pipeline refuses EVALSHA)
+    if strategy == "delete_with_token":  # the token moves and the copy goes, in one atomic step
+        own = [entity.key]
+        pipe.eval(BUMP_GENERATION, 2, entity.generation, entity.key, GENERATION_TTL_MS)
+    elif strategy == "versioned_keys":  # the version moves: old versions' copies are never read again
+        pipe.eval(BUMP_GENERATION, 1, entity.generation, GENERATION_TTL_MS)
+    elif strategy == "write_through" and new_value is not None:  # the committed row replaces the copy
         pipe.set(entity.key, to_json(new_value), px=ttl.for_value(new_value))
+    else:  # delete_on_write (or write_through of a deleted row): the copy goes
+        own = [entity.key]
+        pipe.execute_command("UNLINK", entity.key)  # (a cluster pipeline's unlink() is a coroutine: never queued)
     for tag_key in tag_keys:
         pipe.smembers(tag_key)
     try:
@@ -257,11 +264,10 @@ async def make_copies_follow(r: Redis, entity: CachedEntity, strategy: str, new_
     except REDIS_DOWN_OR_REFUSING as exc:
         count_failure(stats, entity.kind, f"invalidation of {entity.key}", exc)
         return None
-    own = [entity.key] if strategy == "delete_on_write" or (strategy == "write_through" and new_value is None) else []
-    dependents = await delete_tagged(r, own, tag_keys, members, stats=stats, kind=entity.kind, timeout_s=timeout_s)
+    dependents = await delete_tagged(r, [], tag_keys, members, stats=stats, kind=entity.kind, timeout_s=timeout_s)
     if dependents is None:
         return None
-    return [entity.key, *dependents] if strategy == "delete_with_token" else dependents
+    return [*own, *dependents]
 
 
 async def announce_change(r: Redis, entity: CachedEntity, source: str = "lab", *, strategy: str = "event_driven",
