@@ -63,12 +63,12 @@ def create_claim(db: Database, policy_id: str, customer_id: str, amount_cents: i
     """
     now = utc_now()
     with db.transaction() as tx:
-        num = tx.execute(
+        row = tx.execute(  # RETURNING: the row as stored (its number, the defaults), without a second query
             "INSERT INTO claims (policy_id, customer_id, amount_cents, description, status, submitted_at, "
-            "updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?)",
+            f"updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?) RETURNING {COLUMNS}",
             (policy_id, customer_id, amount_cents, description, now, now),
-        ).lastrowid
-        claim = _to_claim(dict(tx.execute(f"SELECT {COLUMNS} FROM claims WHERE num = ?", (num,)).fetchone()))
+        ).fetchone()
+        claim = _to_claim(dict(row))
         add_to_outbox(tx, Event(EventType.CLAIM_SUBMITTED, TOPIC, claim["id"],
                                 {"claim": claim, "actor": actor, "coverage_cents": coverage_cents}), TOPIC)
     return claim

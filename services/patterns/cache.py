@@ -274,27 +274,41 @@ async def invalidate(r: Redis, cached_keys: Iterable[str] = (), dependents_of: I
     Two round trips: read the tag sets, then UNLINK each key and SREM exactly the members read (not DEL the
     set: a dependent added in between stays listed). Best effort — None when Redis did not answer; the
     copies then expire with their TTL. (What a write does to the entity's own copy under each coherence
-    strategy is lesson 06's ``coherence.after_write``, which calls this for the dependents.)
+    strategy is lesson 06's ``coherence.after_write``, which reads the tag sets in its own first round trip
+    and then calls ``delete_tagged``.)
     """
-    cached_keys, tag_keys = list(cached_keys), [keys.cache_tags(e) for e in dependents_of]
-    try:
-        members: list[set[str]] = []
-        if tag_keys:
-            pipe = r.pipeline(transaction=False)
-            for tag_key in tag_keys:
-                pipe.smembers(tag_key)
+    tag_keys = [keys.cache_tags(e) for e in dependents_of]
+    members: list[set[str]] = []
+    if tag_keys:
+        pipe = r.pipeline(transaction=False)
+        for tag_key in tag_keys:
+            pipe.smembers(tag_key)
+        try:
             members = await bounded(pipe.execute(), timeout_s)
-        doomed = list(dict.fromkeys([*cached_keys, *(k for group in members for k in sorted(group))]))
+        except REDIS_DOWN_OR_REFUSING as exc:
+            count_failure(stats, kind, "invalidation", exc)  # the copies expire with their TTL
+            return None
+    return await delete_tagged(r, cached_keys, tag_keys, members, stats=stats, kind=kind, timeout_s=timeout_s)
+
+
+async def delete_tagged(r: Redis, cached_keys: Iterable[str], tag_keys: list[str], members: list[set[str]], *,
+                        stats: CacheStats | None = None, kind: str = "value",
+                        timeout_s: float | None = 0.25) -> list[str] | None:
+    """The second half of ``invalidate``: UNLINK ``cached_keys`` and the ``members`` read from ``tag_keys``,
+    and SREM those members from their sets, in one round trip (none when there is nothing to delete)."""
+    doomed = list(dict.fromkeys([*cached_keys, *(k for group in members for k in sorted(group))]))
+    if doomed:
         pipe = r.pipeline(transaction=False)
         for key in doomed:
             pipe.execute_command("UNLINK", key)  # (a cluster pipeline's unlink() is a coroutine: never queued)
         for tag_key, group in zip(tag_keys, members):
             if group:
                 pipe.srem(tag_key, *group)
-        await bounded(pipe.execute(), timeout_s)
-    except REDIS_DOWN_OR_REFUSING as exc:
-        count_failure(stats, kind, "invalidation", exc)  # the copies expire with their TTL
-        return None
+        try:
+            await bounded(pipe.execute(), timeout_s)
+        except REDIS_DOWN_OR_REFUSING as exc:
+            count_failure(stats, kind, "invalidation", exc)  # the copies expire with their TTL
+            return None
     if stats:
         stats.invalidations[kind] += 1
     return doomed

@@ -15,17 +15,18 @@ entity (``services/platform/service_cache.py`` passes the lab's ``LAB_CACHE_COHE
   and announces the change on that same channel.
 * **The stale-set race** of delete-on-write: a read misses and loads the *old* row; a write commits and
   deletes the copy; the slow reader then SETs the old value back — wrong until the TTL. Closed with a
-  *generation token*: the writer bumps ``lab:cache-gen:…`` and deletes the copy in one transaction; the
-  reader reads the generation before it loads and fills only if it is unchanged, checked and set in ONE Lua
-  script (``FILL_IF_GENERATION``), so no write can slip between the check and the SET. (Memcache's
-  "leases", Nishtala et al., NSDI 2013, are the same idea.)
+  *generation token*: the writer bumps ``lab:cache-gen:…`` and deletes the copy in one Lua script
+  (``BUMP_GENERATION``); the reader reads the generation before it loads and fills only if it is unchanged,
+  checked and set in ONE Lua script (``FILL_IF_GENERATION``), so no write can slip between the check and
+  the SET. (Memcache's "leases", Nishtala et al., NSDI 2013, are the same idea.)
 * **Stampede**: when a hot copy expires, every reader misses at once and all of them load the same row.
   ``single_flight_read`` lets one reader (the holder of a ``SET NX PX`` lock) reload while the others wait
   for its copy; ``xfetch_read`` (Vattani et al., VLDB 2015) lets a reader recompute *before* the expiry with
   a probability that grows as it nears: recompute when ``now - delta * beta * ln(rand()) >= expiry``, where
   ``delta`` is how long the last recomputation took. No lock, no waiting; usually one early reload.
 
-Every multi-key step touches the keys of one entity only, which share a hash tag: Redis Cluster ready.
+Every multi-key step (a script) touches the keys of one entity only, which share a hash tag: Redis Cluster
+ready. A write's pipeline may reach several entities; a cluster client splits a pipeline per node.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from services.core.redis_client import REDIS_DOWN_OR_REFUSING
 from services.core.vocabulary import COHERENCE_STRATEGIES
 
 from .cache import (UNREACHABLE, CacheStats, Lookup, Tags, Ttl, add_tag_commands, bounded, cache_aside_get,
-                    count_failure, invalidate, load_from_record, lookup, to_json)
+                    count_failure, delete_tagged, invalidate, load_from_record, lookup, to_json)
 from .envelope import Event, EventType
 from .subscriber import subscribe_forever
 
@@ -61,6 +62,15 @@ INVALIDATIONS_CHANNEL = keys.channel("invalidations")
 
 #: A generation counter must outlive every copy filled under it (a day is far longer than any TTL here).
 GENERATION_TTL_MS = 24 * 3600 * 1000
+
+# KEYS[1] generation, KEYS[2] (if given) copy; ARGV[1] the generation's TTL ms. The writer's half of the token:
+# after this, a fill by a reader that saw the old generation is refused, and the copy is gone.
+BUMP_GENERATION = """
+local generation = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
+return generation
+"""
 
 # KEYS[1] copy, KEYS[2] generation; ARGV[1] the generation the reader saw ("" = none), ARGV[2] value,
 # ARGV[3] TTL ms. SET only if no write bumped the generation since the reader looked. 1 = filled.
@@ -228,31 +238,36 @@ async def after_write(r: Redis, entity: CachedEntity, strategy: str, *, new_valu
 async def make_copies_follow(r: Redis, entity: CachedEntity, strategy: str, new_value: Any, ttl: Ttl,
                              parents: Iterable[str], stats: CacheStats | None,
                              timeout_s: float | None) -> list[str] | None:
-    """The writer's own share: the entity's copy and generation, then its dependents. The keys deleted."""
+    """The writer's own share (the entity's copy and generation), then its dependents. The keys deleted.
+
+    One round trip carries the writer's own step and the reads of the tag sets (neither depends on the
+    other); a second deletes what the tag sets listed, only when they listed something.
+    """
+    tag_keys = [keys.cache_tags(e) for e in (entity.entity_id, *parents)]
+    pipe = r.pipeline(transaction=False)  # a cluster client splits it per node; each step is one slot
+    own: list[str] = []  # the entity's copy, when the writer's step deletes it
+    # (EVAL with the script's text: a cluster pipeline refuses EVALSHA)
+    if strategy == "delete_with_token":  # the token moves and the copy goes, in one atomic step
+        own = [entity.key]
+        pipe.eval(BUMP_GENERATION, 2, entity.generation, entity.key, GENERATION_TTL_MS)
+    elif strategy == "versioned_keys":  # the version moves: old versions' copies are never read again
+        pipe.eval(BUMP_GENERATION, 1, entity.generation, GENERATION_TTL_MS)
+    elif strategy == "write_through" and new_value is not None:  # the committed row replaces the copy
+        pipe.set(entity.key, to_json(new_value), px=ttl.for_value(new_value))
+    else:  # delete_on_write (or write_through of a deleted row): the copy goes
+        own = [entity.key]
+        pipe.execute_command("UNLINK", entity.key)  # (a cluster pipeline's unlink() is a coroutine: never queued)
+    for tag_key in tag_keys:
+        pipe.smembers(tag_key)
     try:
-        if strategy in ("delete_with_token", "versioned_keys"):
-            await bounded(bump_generation(r, entity, delete_copy=strategy == "delete_with_token"), timeout_s)
-        elif strategy == "write_through" and new_value is not None:
-            await bounded(r.set(entity.key, to_json(new_value), px=ttl.for_value(new_value)), timeout_s)
+        members = (await bounded(pipe.execute(), timeout_s))[-len(tag_keys):]
     except REDIS_DOWN_OR_REFUSING as exc:
         count_failure(stats, entity.kind, f"invalidation of {entity.key}", exc)
         return None
-    own = [entity.key] if strategy == "delete_on_write" or (strategy == "write_through" and new_value is None) else []
-    dependents = await invalidate(r, own, dependents_of=[entity.entity_id, *parents], stats=stats,
-                                  kind=entity.kind, timeout_s=timeout_s)
+    dependents = await delete_tagged(r, [], tag_keys, members, stats=stats, kind=entity.kind, timeout_s=timeout_s)
     if dependents is None:
         return None
-    return [entity.key, *dependents] if strategy == "delete_with_token" else dependents
-
-
-async def bump_generation(r: Redis, entity: CachedEntity, delete_copy: bool = True) -> int:
-    """INCR the generation (and delete the copy) in one MULTI: a fill that saw the old one is refused."""
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.incr(entity.generation).pexpire(entity.generation, GENERATION_TTL_MS)
-        if delete_copy:
-            pipe.delete(entity.key)
-        generation, *_ = await pipe.execute()
-    return generation
+    return [*own, *dependents]
 
 
 async def announce_change(r: Redis, entity: CachedEntity, source: str = "lab", *, strategy: str = "event_driven",

@@ -14,6 +14,7 @@ from integration.test_auth_and_access import (  # noqa: F401
     login, test_customer_sees_only_her_own_records, test_login_rotates_a_planted_session_id,
     test_the_session_lives_in_redis_with_an_idle_ttl)
 from integration.test_caching import (  # noqa: F401
+    test_a_new_claim_drops_what_its_policy_and_customer_tagged_and_announces_it,
     test_a_write_bumps_the_entitys_generation_so_slow_fills_are_refused,
     test_an_update_deletes_the_copy_and_the_next_read_is_fresh, test_creating_an_entity_clears_a_cached_does_not_exist,
     test_overview_is_invalidated_when_a_claim_changes_in_another_service, test_second_read_is_a_cache_hit_with_the_same_body)

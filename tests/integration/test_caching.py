@@ -68,6 +68,37 @@ def test_a_write_announces_the_invalidation_on_pub_sub(api, r, new_customer):
     assert keys.cache_entity("customer", customer["id"]) in event["data"]["keys"]
 
 
+def test_a_new_claim_drops_what_its_policy_and_customer_tagged_and_announces_it(api, r, new_policy):
+    """The claims service's after-write, through the gateway: the customer's overview (built by the customer
+    service, tagged with the customer and the policy) is deleted and unlisted from both tag sets, the claim's
+    generation moved, and the announcement names the parents and the key deleted."""
+    policy = new_policy()
+    overview = keys.cache_entity("overview", policy["customer_id"])
+    api.get(f"/api/customers/{policy['customer_id']}/overview", headers={"Cache-Control": "no-cache"})
+    assert overview in r.smembers(keys.cache_tags(policy["id"])) and r.exists(overview)
+    pubsub = r.pubsub()
+    pubsub.subscribe(keys.channel("invalidations"))
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    response = api.post("/api/claims", json={"policy_id": policy["id"], "amount_cents": 1_000,
+                                             "description": "after-write check"})
+    assert response.status_code == 201, response.text
+    claim = response.json()
+    announced = None
+    for _ in range(40):
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "message" and json.loads(message["data"])["subject"] == claim["id"]:
+            announced = json.loads(message["data"])
+            break
+    pubsub.close()
+    assert not r.exists(overview)
+    assert overview not in r.smembers(keys.cache_tags(policy["id"]))
+    assert overview not in r.smembers(keys.cache_tags(policy["customer_id"]))
+    assert r.get(keys.cache_generation("claim", claim["id"])) is not None  # delete_with_token: the token moved
+    assert announced is not None and announced["type"] == "cache.invalidated"
+    assert announced["data"]["parents"] == [policy["id"], policy["customer_id"]]
+    assert overview in announced["data"]["keys"]
+
+
 def test_a_customers_policy_list_is_cached_and_a_new_policy_invalidates_it(api, new_customer, new_policy):
     customer = new_customer()
     new_policy(customer["id"])

@@ -37,7 +37,7 @@ CALL_SITES = {
     ("patterns/coherence.py", "FILL_IF_GENERATION"):
         lambda i: [keys.cache_entity("customer", i), keys.cache_generation("customer", i)],
     ("patterns/coherence.py", "RELEASE_LOCK"): lambda i: [keys.cache_lock("policy", i)],
-    ("patterns/coherence.py", "bump_generation MULTI"):
+    ("patterns/coherence.py", "BUMP_GENERATION"):
         lambda i: [keys.cache_generation("claim", i), keys.cache_entity("claim", i)],
     ("patterns/sessions.py", "_TOUCH"): lambda i: [keys.session(DIGEST)],
     ("patterns/login_guard.py", "_RESERVE"): lambda i: [keys.login_attempts("account", i)],

@@ -114,6 +114,44 @@ def test_what_each_strategy_leaves_in_redis_after_a_write(redis_url, strategy, c
     assert run(redis_url, body) == copy_after_write
 
 
+@pytest.mark.parametrize("strategy", ["delete_on_write", "delete_with_token", "write_through", "versioned_keys"])
+def test_a_write_deletes_what_was_built_from_the_entity_and_its_parents_and_announces_it(redis_url, strategy):
+    """What ``after_write`` does beside the entity's own copy: every key in the tag sets of the entity and of
+    its parents is deleted and taken out of its set, a key tagged with someone else stays, and the
+    announcement lists what was deleted."""
+    entity, parent = fresh_entity(), f"UNIT-P-{uuid.uuid4().hex[:10]}"
+    built_from_entity = keys.cache_entity("unit-list", entity.entity_id)
+    built_from_parent = keys.cache_entity("unit-overview", parent)
+    bystander = fresh_entity()
+    writer = f"unit-{uuid.uuid4().hex[:6]}"
+
+    async def body(r):
+        await coherence.read(r, entity, Row().load, TTL, strategy)
+        for key, tag in ((built_from_entity, entity.entity_id), (built_from_parent, parent),
+                         (bystander.key, bystander.entity_id)):
+            await r.set(key, "{}")
+            await r.sadd(keys.cache_tags(tag), key)
+        pubsub = r.pubsub()
+        await pubsub.subscribe(coherence.INVALIDATIONS_CHANNEL)
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        await coherence.after_write(r, entity, strategy, new_value={"version": 2}, parents=[parent], source=writer)
+        announced = None
+        for _ in range(40):
+            message = await pubsub.get_message(timeout=0.5)
+            if message and message["type"] == "message" and json.loads(message["data"])["source"] == writer:
+                announced = json.loads(message["data"])
+                break
+        await pubsub.aclose()
+        left = [await r.exists(k) for k in (built_from_entity, built_from_parent, bystander.key)]
+        tag_sets = [await r.smembers(keys.cache_tags(t)) for t in (entity.entity_id, parent, bystander.entity_id)]
+        return left, tag_sets, announced
+    left, tag_sets, announced = run(redis_url, body)
+    assert left == [0, 0, 1]
+    assert tag_sets == [set(), set(), {bystander.key}]
+    assert announced["subject"] == entity.entity_id and announced["data"]["parents"] == [parent]
+    assert {built_from_entity, built_from_parent} <= set(announced["data"]["keys"])
+
+
 def test_event_driven_invalidation_deletes_the_copy_when_the_event_arrives(redis_url):
     entity = fresh_entity()
     writer = f"unit-{uuid.uuid4().hex[:6]}"  # only this test's announcements: other writers' are ignored
