@@ -183,8 +183,7 @@ class SampleAtTheEdge:
                                 (b"traceparent", b"00-%032x-%016x-00" % (caller.trace_id, caller.span_id))]
         # Instrumentation suppressed: the Redis and HTTP clients' wrappers step aside at once, instead of
         # building a span that records nothing (the services' peer calls pass "not sampled" on themselves).
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(caller))
-        token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True, parent))
+        token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(caller), SUPPRESSED))
         try:
             await self.app(scope, receive, send)
         finally:
@@ -192,6 +191,8 @@ class SampleAtTheEdge:
 
 
 NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+# The context every unsampled request starts from (contexts are immutable: one, made once, for all of them).
+SUPPRESSED = context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True, context.Context())
 # W3C Trace Context: version-traceid-parentid-flags, lowercase hex; a later version may append fields.
 _TRACEPARENT = re.compile(rb"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*")
 

@@ -7,7 +7,7 @@ import asyncio
 import random
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -32,6 +32,7 @@ def run(edge: SampleAtTheEdge, request: dict) -> dict:
         async def app(scope, receive, send):
             seen["app"] = name
             seen["context"] = trace.get_current_span().get_span_context()
+            seen["suppressed"] = bool(context.get_value(context._SUPPRESS_INSTRUMENTATION_KEY))
         return app
 
     edge.app, edge.traced = recorder("bare"), recorder("traced")
@@ -50,6 +51,8 @@ def test_reads_are_traced_by_the_ratio():
     assert untraced["app"] == "bare"
     # not traced, but in a trace context of its own: the next hop is told "not sampled", the logs get an id
     assert untraced["context"].is_valid and not untraced["context"].trace_flags.sampled
+    assert untraced["suppressed"]  # the client instrumentations step aside for it
+    assert not run(SampleAtTheEdge(None, None, read_ratio=1.0), scope("GET"))["suppressed"]
     share = sum(run(SampleAtTheEdge(None, None, read_ratio=0.5), scope("GET"))["app"] == "traced"
                 for _ in range(400)) / 400
     assert 0.3 < share < 0.7  # (a binomial(400, 0.5) outside this happens about once in 10^15 runs)
