@@ -37,9 +37,20 @@ def _node_client(r: RedisCluster, node) -> aioredis.Redis:
                           socket_connect_timeout=kw.get("socket_connect_timeout"), single_connection_client=True)
 
 
-def replicas_known(r: RedisCluster, key: str) -> int:
-    """How many replicas the slot map (as the client last read it) lists for the primary of ``key``."""
-    return len(r.nodes_manager.slots_cache.get(r.keyslot(key), [None])) - 1
+async def replicas_assigned(client: aioredis.Redis) -> int:
+    """How many replicas the cluster lists for the node ``client`` is connected to, asked of that node now.
+
+    Listed means assigned, connected or not: a replica frozen, cut off or restarting stays this node's
+    replica (flagged ``fail``) and is still owed the writes, so the relay waits for it. Asking the slot map
+    the client read earlier is not enough: it goes stale without an error to refresh it (a replica added
+    back later is missing from it, and the relay stopped waiting: lesson 09 lost events that way), and
+    ``CLUSTER SLOTS`` leaves failed replicas out. A replica promoted away is no longer listed: then there is
+    none to wait for.
+    """
+    nodes = await client.execute_command("CLUSTER", "NODES")
+    rows = [line.split() for line in nodes.splitlines() if line.strip()]
+    me = next(row[0] for row in rows if "myself" in row[2].split(","))
+    return sum(1 for row in rows if row[3] == me)
 
 
 async def eval_replicated(r: RedisCluster, script: str, calls: list[tuple[list[str], list]], replicas: int,
@@ -52,17 +63,16 @@ async def eval_replicated(r: RedisCluster, script: str, calls: list[tuple[list[s
     by_node: dict = defaultdict(list)
     for index, (call_keys, args) in enumerate(calls):
         by_node[r.get_node_from_key(call_keys[0])].append((index, call_keys, args))
-    replicas_of = {node: replicas_known(r, node_calls[0][1][0]) for node, node_calls in by_node.items()}
     results: list = [None] * len(calls)
     for node, node_calls in by_node.items():
         client = _node_client(r, node)
         try:
+            # A primary whose replica was promoted away has none left to wait for: the cluster runs without
+            # redundancy for those slots until a replica is added, and waiting would block the outbox for good.
+            wanted = min(replicas, await replicas_assigned(client)) if replicas else 0
             pipe = client.pipeline(transaction=False)
             for _, call_keys, args in node_calls:
                 pipe.eval(script, len(call_keys), *call_keys, *args)
-            # A primary whose replica was promoted away has none left to wait for: the cluster runs without
-            # redundancy for those slots until a replica is added, and waiting would block the outbox for good.
-            wanted = min(replicas, replicas_of[node])
             pipe.execute_command("WAIT", wanted, timeout_ms if wanted else 0)
             *answers, acknowledged = await pipe.execute()
         except (ConnectionError, OSError, RedisError):
